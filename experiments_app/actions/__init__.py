@@ -1,0 +1,62 @@
+"""Verb functions that change several rows or start background work."""
+
+from experiments_app.actions.catalog import (
+    create_application,
+    create_step,
+    create_task,
+    delete_application,
+    delete_step,
+    delete_task,
+    import_tasks,
+    update_application,
+    update_step,
+    update_task,
+)
+from experiments_app.actions.experiments import (
+    apply_transition,
+    archive_experiment,
+    complete_experiment,
+    create_experiment,
+    create_variant,
+    delete_experiment,
+    delete_variant,
+    reopen_experiment,
+    set_baseline_config,
+    set_scope,
+    update_experiment,
+    variant_changes,
+    variant_effective_config,
+)
+from experiments_app.actions.runs import cancel_run, start_baseline_run, start_variant_run
+from experiments_app.actions.tokens import issue_token, revoke_token
+
+__all__ = [
+    "create_application",
+    "create_step",
+    "create_task",
+    "delete_application",
+    "delete_step",
+    "delete_task",
+    "import_tasks",
+    "update_application",
+    "update_step",
+    "variant_changes",
+    "variant_effective_config",
+    "apply_transition",
+    "archive_experiment",
+    "cancel_run",
+    "complete_experiment",
+    "create_experiment",
+    "create_variant",
+    "delete_experiment",
+    "delete_variant",
+    "reopen_experiment",
+    "set_baseline_config",
+    "set_scope",
+    "start_baseline_run",
+    "start_variant_run",
+    "update_experiment",
+    "update_task",
+    "issue_token",
+    "revoke_token",
+]

@@ -1,0 +1,94 @@
+"""Starting and cancelling runs. Dispatch, results and completion live in the engine modules."""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from experiments_app import overrides, states
+from experiments_app.actions.experiments import apply_transition, variant_effective_config
+from experiments_app.errors import Conflict, ValidationFailed
+from experiments_app.models import ACTIVE_RUN_STATUSES, Experiment, Run, RunStatus, Test, TestStatus, Variant
+from experiments_app.states import State
+
+
+def create_run(experiment, variant, config, *, by=None):
+    """Insert the run and its tests (tasks × repetitions, with task snapshots) in bulk.
+
+    The partial unique constraint on active runs turns a lost race into Conflict.
+    """
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                experiment=experiment, variant=variant, config=config, created_by=by if getattr(by, "pk", None) else None
+            )
+    except IntegrityError:
+        raise states.InvalidTransition(experiment.status, experiment.status, "Another run of this experiment is already active.") from None
+    tasks = list(experiment.tasks.values_list("pk", "external_id", "input", "expected"))
+    tests = [
+        Test(run=run, task_id=pk, repetition=repetition, task_external_id=external_id, task_input=task_input, task_expected=expected)
+        for pk, external_id, task_input, expected in tasks
+        for repetition in range(1, experiment.repetitions + 1)
+    ]
+    Test.objects.bulk_create(tests, batch_size=2000)
+    run.total = len(tests)
+    run.save(update_fields=["total"])
+    return run
+
+
+def enqueue_dispatch(run):
+    from experiments_app import tasks  # tasks import actions; import late to keep the direction one way
+
+    tasks.dispatch_application.delay_on_commit(str(run.experiment.application_id))
+
+
+def start_baseline_run(experiment, *, by=None):
+    """Run the baseline: baseline_pending/baseline_failed → running_baseline, locking
+    scope and config. Returns the queued run. Raises InvalidTransition (409) when the
+    experiment is not ready or another request started a run first."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_related("application").get(pk=experiment.pk)
+        states.check(experiment.status, State.RUNNING_BASELINE)
+        baseline = experiment.variants.get(parent__isnull=True)
+        steps = set(experiment.inference_steps.values_list("external_id", flat=True))
+        overrides.validate_config(baseline.config or {}, steps)
+        if not steps or not experiment.tasks.exists():
+            raise ValidationFailed({"tasks": "Select at least one inference step and one task before running the baseline."})
+        apply_transition(experiment, State.RUNNING_BASELINE, by=by, locked_at=experiment.locked_at or timezone.now())
+        run = create_run(experiment, baseline, baseline.config or {}, by=by)
+        enqueue_dispatch(run)
+    return run
+
+
+def start_variant_run(variant, *, by=None):
+    """Run a variant (never the baseline): baseline_complete/idle → running_variant.
+    Returns the queued run; raises InvalidTransition (409) otherwise."""
+    with transaction.atomic():
+        variant = Variant.objects.select_related("experiment__application", "inference_step").get(pk=variant.pk)
+        experiment = variant.experiment
+        if variant.is_baseline:
+            raise states.InvalidTransition(experiment.status, State.RUNNING_VARIANT, "The baseline runs only through run-baseline.")
+        apply_transition(experiment, State.RUNNING_VARIANT, by=by)
+        run = create_run(experiment, variant, variant_effective_config(variant), by=by)
+        enqueue_dispatch(run)
+    return run
+
+
+def cancel_run(run, *, by=None):
+    """Cancel an active run: no delivery starts after it, results still in flight are
+    ignored, unfinished tests are errored. The experiment leaves its running state
+    (a cancelled baseline fails). Returns the run; raises Conflict once it has ended."""
+    with transaction.atomic():
+        now = timezone.now()
+        updated = Run.objects.filter(pk=run.pk, status__in=ACTIVE_RUN_STATUSES).update(status=RunStatus.CANCELLED, completed_at=now)
+        if not updated:
+            run.refresh_from_db()
+            raise Conflict(f"The run has already ended ({run.status}).", status=run.status)
+        Test.objects.filter(run=run, status__in=(TestStatus.PENDING, TestStatus.DISPATCHED)).update(
+            status=TestStatus.ERRORED, error="Run cancelled.", completed_at=now, lease_until=None, next_attempt_at=None
+        )
+        Run.objects.filter(pk=run.pk).update(**run.count_tests())
+        experiment = Experiment.objects.get(pk=run.experiment_id)
+        target = State.BASELINE_FAILED if experiment.status == State.RUNNING_BASELINE else State.IDLE
+        if experiment.status in states.RUNNING:
+            apply_transition(experiment, target, by=by)
+        run.refresh_from_db()
+    return run

@@ -1,0 +1,209 @@
+"""Experiments: settings, scope, baseline, lifecycle, results; and the variant tree."""
+
+from django.db.models import OuterRef, Prefetch, Subquery
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from experiments_app import actions
+from experiments_app.api.base import ApiViewSet, query, validated
+from experiments_app.errors import ValidationFailed
+from experiments_app.models import Application, Experiment, InferenceStep, Role, Run, Task, Variant
+from experiments_app.permissions import get_visible, require_role, scoped
+from experiments_app.serializers import (
+    BaselineSerializer,
+    CompleteSerializer,
+    ExperimentCreateSerializer,
+    ExperimentQuerySerializer,
+    ExperimentSerializer,
+    ExperimentUpdateSerializer,
+    ResultsSerializer,
+    RunQuerySerializer,
+    RunSerializer,
+    VariantCreateSerializer,
+    VariantSerializer,
+)
+
+
+def experiment_queryset():
+    baseline = Variant.objects.filter(experiment=OuterRef("pk"), parent__isnull=True).values("pk")[:1]
+    return Experiment.objects.annotate(baseline_id=Subquery(baseline)).prefetch_related(
+        Prefetch("inference_steps", queryset=InferenceStep.objects.only("id", "external_id").order_by("external_id")),
+        Prefetch("tasks", queryset=Task.objects.only("id", "external_id").order_by("external_id")),
+    )
+
+
+def effective_configs(variants, baseline_config):
+    """{variant id: effective config} for variants of one experiment, without a query per ancestor."""
+    by_id = {variant.pk: variant for variant in variants}
+    for variant in variants:
+        if variant.parent_id in by_id:
+            variant.parent = by_id[variant.parent_id]
+    return {variant.pk: actions.variant_effective_config(variant, baseline_config) for variant in variants}
+
+
+def variant_response(variant, *, status_code=200):
+    baseline = variant.experiment.variants.get(parent__isnull=True)
+    chain = list(variant.experiment.variants.select_related("inference_step"))
+    configs = effective_configs(chain, baseline.config or {})
+    return Response(VariantSerializer(variant, context={"effective_configs": configs}).data, status=status_code)
+
+
+@extend_schema(tags=["experiments"])
+class ExperimentViewSet(ApiViewSet):
+    serializer_class = ExperimentSerializer
+
+    def load(self, pk, needed=Role.VIEWER):
+        self.experiment = get_visible(self.request, experiment_queryset(), pk)
+        require_role(self.request, self.experiment.team_id, needed)
+        return self.experiment
+
+    def answer(self, experiment, status_code=200):
+        fresh = experiment_queryset().get(pk=experiment.pk)
+        return Response(ExperimentSerializer(fresh).data, status=status_code)
+
+    @extend_schema(parameters=[ExperimentQuerySerializer], responses=ExperimentSerializer)
+    def list(self, request):
+        experiments = scoped(request, experiment_queryset()).order_by("-created_at", "pk")
+        wanted = query(request, ExperimentQuerySerializer).get("status")
+        if wanted:
+            experiments = experiments.filter(status=wanted)
+        return self.paginated(experiments, ExperimentSerializer)
+
+    @extend_schema(request=ExperimentCreateSerializer, responses={201: ExperimentSerializer})
+    def create(self, request):
+        data = validated(ExperimentCreateSerializer, request.data)
+        application = scoped(request, Application.objects.all()).filter(pk=data["application"]).first()
+        if application is None:
+            raise ValidationFailed({"application": "No such application in your teams."})
+        require_role(request, application.team_id, Role.EDITOR)
+        experiment = actions.create_experiment(
+            application, name=data["name"], description=data.get("description", ""), by=request.user
+        )
+        return self.answer(experiment, status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ExperimentSerializer)
+    def retrieve(self, request, id):
+        return Response(ExperimentSerializer(self.load(id)).data)
+
+    @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
+    def partial_update(self, request, id):
+        experiment = self.load(id, Role.EDITOR)
+        changes = dict(validated(ExperimentUpdateSerializer, request.data))
+        actions.update_experiment(experiment, by=request.user, **changes)
+        return self.answer(experiment)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Deleted.")})
+    def destroy(self, request, id):
+        actions.delete_experiment(self.load(id, Role.EDITOR))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(methods=["GET"], responses=BaselineSerializer)
+    @extend_schema(methods=["PUT"], request=BaselineSerializer, responses=BaselineSerializer)
+    def baseline(self, request, id):
+        experiment = self.load(id, Role.EDITOR if request.method == "PUT" else Role.VIEWER)
+        if request.method == "PUT":
+            baseline = actions.set_baseline_config(experiment, validated(BaselineSerializer, request.data)["config"], by=request.user)
+        else:
+            baseline = experiment.variants.get(parent__isnull=True)
+        return Response(BaselineSerializer(baseline).data)
+
+    @extend_schema(request=None, responses={202: RunSerializer})
+    def run_baseline(self, request, id):
+        run = actions.start_baseline_run(self.load(id, Role.EDITOR), by=request.user)
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=ResultsSerializer)
+    def results(self, request, id):
+        from experiments_app import results
+
+        return Response(results.experiment_results(self.load(id)))
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    def reopen(self, request, id):
+        return self.answer(actions.reopen_experiment(self.load(id, Role.EDITOR), by=request.user))
+
+    @extend_schema(request=CompleteSerializer, responses=ExperimentSerializer)
+    def complete(self, request, id):
+        experiment = self.load(id, Role.EDITOR)
+        winner_id = validated(CompleteSerializer, request.data).get("winner")
+        winner = None
+        if winner_id is not None:
+            winner = experiment.variants.filter(pk=winner_id).first()
+            if winner is None:
+                raise ValidationFailed({"winner": "Must be a variant of this experiment."})
+        return self.answer(actions.complete_experiment(experiment, winner=winner, by=request.user))
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    def archive(self, request, id):
+        return self.answer(actions.archive_experiment(self.load(id, Role.EDITOR), by=request.user))
+
+@extend_schema(tags=["runs"])
+class ExperimentRunViewSet(ApiViewSet):
+    serializer_class = RunSerializer
+
+    @extend_schema(parameters=[RunQuerySerializer], responses=RunSerializer)
+    def list(self, request, id):
+        self.experiment = get_visible(request, Experiment.objects.all(), id)
+        runs = Run.objects.filter(experiment=self.experiment).order_by("-created_at", "pk")
+        wanted = query(request, RunQuerySerializer).get("status")
+        if wanted:
+            runs = runs.filter(status=wanted)
+        return self.paginated(runs, RunSerializer)
+
+
+@extend_schema(tags=["variants"])
+class VariantViewSet(ApiViewSet):
+    serializer_class = VariantSerializer
+
+    def load_experiment(self, pk, needed=Role.VIEWER):
+        self.experiment = get_visible(self.request, Experiment.objects.all(), pk)
+        require_role(self.request, self.experiment.team_id, needed)
+        return self.experiment
+
+    def load(self, pk, needed=Role.VIEWER):
+        queryset = Variant.objects.select_related("experiment", "inference_step")
+        variant = get_visible(self.request, queryset, pk, team_field="experiment__team")
+        self.experiment = variant.experiment
+        require_role(self.request, variant.experiment.team_id, needed)
+        return variant
+
+    @extend_schema(responses=VariantSerializer)
+    def list(self, request, id):
+        experiment = self.load_experiment(id)
+        variants = list(experiment.variants.select_related("inference_step").order_by("created_at", "pk"))
+        baseline = next((variant for variant in variants if variant.is_baseline), None)
+        configs = effective_configs(variants, (baseline.config if baseline else None) or {})
+        return self.paginated(variants, VariantSerializer, effective_configs=configs)
+
+    @extend_schema(request=VariantCreateSerializer, responses={201: VariantSerializer})
+    def create(self, request, id):
+        experiment = self.load_experiment(id, Role.EDITOR)
+        data = validated(VariantCreateSerializer, request.data)
+        parent = experiment.variants.filter(pk=data["parent"]).first()
+        if parent is None:
+            raise ValidationFailed({"parent": "Must be a variant of this experiment."})
+        variant = actions.create_variant(
+            experiment,
+            parent=parent,
+            inference_step=data["inference_step"],
+            parameter=data["parameter"],
+            value=data["value"],
+            name=data.get("name", ""),
+            by=request.user,
+        )
+        return variant_response(variant, status_code=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=VariantSerializer)
+    def retrieve(self, request, id):
+        return variant_response(self.load(id))
+
+    @extend_schema(responses={204: OpenApiResponse(description="Deleted.")})
+    def destroy(self, request, id):
+        actions.delete_variant(self.load(id, Role.EDITOR))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={202: RunSerializer})
+    def run(self, request, id):
+        run = actions.start_variant_run(self.load(id, Role.EDITOR), by=request.user)
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,74 @@
+"""Closing a run exactly once and moving its experiment on (SPEC §3)."""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from experiments_app.actions.experiments import apply_transition
+from experiments_app.models import ACTIVE_RUN_STATUSES, Experiment, Run, RunStatus, Test, TestStatus
+from experiments_app.states import State
+
+logger = logging.getLogger(__name__)
+
+OPEN_TEST_STATUSES = (TestStatus.PENDING, TestStatus.DISPATCHED)
+
+
+def has_open_tests(run_id):
+    return Test.objects.filter(run_id=run_id, status__in=OPEN_TEST_STATUSES).exists()
+
+
+def complete_if_done(run_id):
+    """Close the run when every test is terminal. Returns True if this call closed it."""
+    if has_open_tests(run_id):
+        return False
+    return complete_run(run_id)
+
+
+def run_outcome(counts, max_error_rate):
+    """succeeded, or failed when the errored tests exceed max_error_rate of all tests."""
+    total = counts["total"]
+    if total and counts["errored"] / total > max_error_rate:
+        return RunStatus.FAILED
+    return RunStatus.SUCCEEDED
+
+
+def experiment_target(experiment_status, run_status, is_baseline):
+    """Where the experiment goes when a run of it ends, or None when it stays put."""
+    if experiment_status == State.RUNNING_BASELINE and is_baseline:
+        return State.BASELINE_COMPLETE if run_status == RunStatus.SUCCEEDED else State.BASELINE_FAILED
+    if experiment_status == State.RUNNING_VARIANT and not is_baseline:
+        return State.IDLE
+    return None
+
+
+def complete_run(run_id):
+    """Close an active run whose tests are all terminal: counts, status by the error
+    threshold, aggregates, and the experiment's transition — all in one transaction.
+
+    Returns True if this call closed the run, False when it was not active, still has
+    open tests, or another worker closed it first (the conditional update decides).
+    """
+    from experiments_app.results import summarize_run
+
+    with transaction.atomic():
+        run = Run.objects.select_for_update(of=("self",)).select_related("experiment", "variant").filter(pk=run_id).first()
+        if run is None or run.status not in ACTIVE_RUN_STATUSES or has_open_tests(run_id):
+            return False
+        counts = run.count_tests()
+        status = run_outcome(counts, run.experiment.max_error_rate)
+        now = timezone.now()
+        closed = Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
+            status=status, completed_at=now, started_at=run.started_at or now, **counts
+        )
+        if not closed:
+            return False
+        run.refresh_from_db()
+        run.aggregates = summarize_run(run)
+        run.save(update_fields=["aggregates"])
+        experiment = Experiment.objects.select_for_update().get(pk=run.experiment_id)
+        target = experiment_target(experiment.status, status, run.variant.is_baseline)
+        if target is not None:
+            apply_transition(experiment, target)
+    logger.info("run %s closed: %s (%s)", run_id, status, counts)
+    return True

@@ -1,0 +1,166 @@
+"""Result ingestion (SPEC §5): validating a result body and recording it exactly once."""
+
+import logging
+import math
+import uuid
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from experiments_app.errors import Conflict, NotFound, ValidationFailed
+from experiments_app.models import ACTIVE_RUN_STATUSES, Run, RunStatus, Test, TestStatus
+
+logger = logging.getLogger(__name__)
+
+TRACE_ID_MAX = 500
+ERROR_MAX = 10_000
+METRIC_NAME_MAX = 100
+
+
+def parse_result(data):
+    """Validate a §5 result body; return {output, passed, metrics, error, trace_id}.
+
+    Raises ValidationFailed naming each bad field (`output`, `passed`, `metrics.<name>`,
+    `error`, `traceId`).
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed({"non_field_errors": "The result must be a JSON object."})
+    errors = {}
+    if "output" not in data:
+        errors["output"] = "This field is required (it may be null)."
+    passed = data.get("passed")
+    if passed is not None and not isinstance(passed, bool):
+        errors["passed"] = "Must be true or false."
+    metrics = data.get("metrics")
+    if metrics is None:
+        metrics = {}
+    elif not isinstance(metrics, dict):
+        errors["metrics"] = "Must be an object mapping metric names to numbers."
+    else:
+        for name, value in metrics.items():
+            if not name or len(name) > METRIC_NAME_MAX:
+                errors[f"metrics.{name}"] = f"Metric names must have 1 to {METRIC_NAME_MAX} characters."
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                errors[f"metrics.{name}"] = "Must be a finite number."
+    error = data.get("error")
+    if error is not None and not isinstance(error, str):
+        errors["error"] = "Must be a string."
+    elif isinstance(error, str) and len(error) > ERROR_MAX:
+        errors["error"] = f"Must have at most {ERROR_MAX} characters."
+    trace_id = data.get("traceId")
+    if trace_id is not None and not isinstance(trace_id, str):
+        errors["traceId"] = "Must be a string."
+    elif isinstance(trace_id, str) and len(trace_id) > TRACE_ID_MAX:
+        errors["traceId"] = f"Must have at most {TRACE_ID_MAX} characters."
+    if errors:
+        raise ValidationFailed(errors)
+    return {
+        "output": data["output"],
+        "passed": passed,
+        "metrics": metrics,
+        "error": error or "",
+        "trace_id": trace_id or "",
+    }
+
+
+def is_same_result(test, parsed):
+    """True when `test` already holds exactly this result (a duplicate delivery)."""
+    return (
+        test.has_output
+        and test.output == parsed["output"]
+        and test.reported_passed == parsed["passed"]
+        and (test.metrics or {}) == parsed["metrics"]
+        and test.error == parsed["error"]
+        and test.trace_id == parsed["trace_id"]
+    )
+
+
+def apply_result(test, parsed, evaluators, now):
+    """Evaluate `parsed` and write it onto `test` (unsaved): passed or failed. Returns the status."""
+    from experiments_app.evaluation import evaluate
+
+    passed, evaluations = evaluate(
+        evaluators,
+        output=parsed["output"],
+        has_output=True,
+        expected=test.task_expected,
+        reported_passed=parsed["passed"],
+        metrics=parsed["metrics"],
+        error=parsed["error"],
+    )
+    test.output = parsed["output"]
+    test.has_output = True
+    test.reported_passed = parsed["passed"]
+    test.metrics = parsed["metrics"]
+    test.error = parsed["error"]
+    test.trace_id = parsed["trace_id"]
+    test.evaluations = evaluations
+    test.status = TestStatus.PASSED if passed else TestStatus.FAILED
+    test.completed_at = now
+    test.lease_until = None
+    test.next_attempt_at = None
+    test.result_due_at = None
+    return test.status
+
+
+RESULT_FIELDS = [
+    "output",
+    "has_output",
+    "reported_passed",
+    "metrics",
+    "error",
+    "trace_id",
+    "evaluations",
+    "status",
+    "completed_at",
+    "lease_until",
+    "next_attempt_at",
+    "result_due_at",
+]
+
+
+def add_counts(run_id, statuses):
+    """Add terminal test outcomes to the run's live counters (exact: each test ends once)."""
+    fields = {}
+    for status in (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED):
+        count = sum(1 for item in statuses if item == status)
+        if count:
+            fields[status.value] = F(status.value) + count
+    if fields:
+        Run.objects.filter(pk=run_id).update(**fields)
+
+
+def record_result(test_id, data, *, source="callback"):
+    """Record a result for a test; return the Test.
+
+    Idempotent: the same result again returns the test unchanged. Raises NotFound for
+    an unknown test, Conflict for a different result on a finished test or for a test
+    of a cancelled run, ValidationFailed for a malformed body.
+    """
+    from experiments_app.engine.completion import complete_if_done
+
+    parsed = parse_result(data)
+    try:
+        test_uuid = uuid.UUID(str(test_id))
+    except ValueError:
+        raise NotFound("No such test.") from None
+    with transaction.atomic():
+        test = Test.objects.select_for_update(of=("self",)).select_related("run__experiment").filter(pk=test_uuid).first()
+        if test is None:
+            raise NotFound("No such test.")
+        run = test.run
+        if run.status == RunStatus.CANCELLED:
+            raise Conflict("The run of this test was cancelled; its results are ignored.", status=run.status)
+        if test.is_terminal():
+            if is_same_result(test, parsed):
+                return test
+            raise Conflict(f"The test already has a different result ({test.status}).", status=test.status)
+        if run.status not in ACTIVE_RUN_STATUSES:
+            raise Conflict(f"The run has ended ({run.status}).", status=run.status)
+        status = apply_result(test, parsed, run.experiment.evaluators, timezone.now())
+        test.save(update_fields=RESULT_FIELDS)
+        add_counts(run.pk, [status])
+    logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
+    complete_if_done(run.pk)
+    return test

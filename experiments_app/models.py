@@ -1,0 +1,405 @@
+"""Tables of SPEC §2, with their constraints in the database, plus single-row behaviour."""
+
+import base64
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import connections, models
+from django.db.models import Q
+
+from experiments_app.overrides import PARAMETERS
+from experiments_app.states import RUNNING, State
+
+
+def new_webhook_secret():
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer"
+    EDITOR = "editor"
+    ADMIN = "admin"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2}
+
+
+def role_at_least(role, needed):
+    return ROLE_RANK[Role(role)] >= ROLE_RANK[Role(needed)]
+
+
+class Team(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique_team_user")]
+
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class ApiToken(models.Model):
+    """A team's API token. Only a SHA-256 of it is stored; the prefix stays readable to tell tokens apart."""
+
+    PREFIX_LENGTH = 12
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=200, blank=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.EDITOR)
+    prefix = models.CharField(max_length=PREFIX_LENGTH, db_index=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.team}, {self.role})"
+
+    @staticmethod
+    def hash(raw):
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, team, *, role=Role.EDITOR, name=""):
+        """Create a token; return (token, raw). The raw value is never stored."""
+        raw = "edt_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(team=team, role=role, name=name, prefix=raw[: cls.PREFIX_LENGTH], token_hash=cls.hash(raw))
+        return token, raw
+
+    @classmethod
+    def find(cls, raw):
+        """The live token whose hash matches `raw`, or None."""
+        if not raw:
+            return None
+        return cls.objects.select_related("team").filter(token_hash=cls.hash(raw), revoked_at__isnull=True).first()
+
+
+class Application(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="applications")
+    name = models.CharField(max_length=200)
+    webhook_url = models.URLField(max_length=2000)
+    webhook_secret = models.CharField(max_length=200, default=new_webhook_secret)
+    timeout_seconds = models.PositiveIntegerField(default=30)
+    result_timeout_seconds = models.PositiveIntegerField(default=300)
+    max_concurrency = models.PositiveIntegerField(default=20)
+    # Only one dispatcher at a time sends to an application, so max_concurrency
+    # holds across every worker: it holds this lease while it works.
+    dispatch_lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(timeout_seconds__gte=1), name="application_timeout_positive"),
+            models.CheckConstraint(condition=Q(result_timeout_seconds__gte=1), name="application_result_timeout_positive"),
+            models.CheckConstraint(condition=Q(max_concurrency__gte=1), name="application_concurrency_positive"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def rotate_secret(self):
+        self.webhook_secret = new_webhook_secret()
+        self.save(update_fields=["webhook_secret", "updated_at"])
+        return self.webhook_secret
+
+
+class InferenceStep(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="inference_steps")
+    external_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "external_id"], name="step_unique_external_id"),
+        ]
+
+    def __str__(self):
+        return self.external_id
+
+
+class TaskQuerySet(models.QuerySet):
+    def with_tag(self, tag):
+        """Tasks carrying `tag`: JSON containment where the database has it (PostgreSQL);
+        SQLite has none, so there one application's tag lists are matched in Python."""
+        if connections[self.db].features.supports_json_field_contains:
+            return self.filter(tags__contains=[tag])
+        ids = [pk for pk, tags in self.values_list("pk", "tags") if isinstance(tags, list) and tag in tags]
+        return self.filter(pk__in=ids)
+
+
+class Task(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="tasks")
+    external_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=500, blank=True)
+    input = models.JSONField(default=dict)
+    expected = models.JSONField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "external_id"], name="task_unique_external_id"),
+        ]
+
+    def __str__(self):
+        return self.external_id
+
+
+class Experiment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="experiments")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT, db_index=True)
+    inference_steps = models.ManyToManyField(InferenceStep, blank=True, related_name="experiments")
+    tasks = models.ManyToManyField(Task, blank=True, related_name="experiments")
+    evaluators = models.JSONField(default=list, blank=True)
+    repetitions = models.PositiveSmallIntegerField(default=1)
+    max_error_rate = models.FloatField(default=0.2)
+    locked_at = models.DateTimeField(null=True, blank=True)
+    winner = models.ForeignKey("Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(repetitions__gte=1, repetitions__lte=20), name="experiment_repetitions_1_20"),
+            models.CheckConstraint(condition=Q(max_error_rate__gte=0, max_error_rate__lte=1), name="experiment_error_rate_0_1"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_locked(self):
+        return self.locked_at is not None
+
+    def is_running(self):
+        return self.status in RUNNING
+
+    def is_archived(self):
+        return self.status == State.ARCHIVED
+
+    @property
+    def baseline(self):
+        return self.variants.get(parent__isnull=True)
+
+
+class Variant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    name = models.CharField(max_length=200)
+    inference_step = models.ForeignKey(InferenceStep, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    parameter = models.CharField(max_length=20, blank=True)
+    value = models.JSONField(null=True, blank=True)
+    # Only the baseline holds a config: {step external_id: {parameter: value}}.
+    config = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment"], condition=Q(parent__isnull=True), name="variant_one_baseline"),
+            models.CheckConstraint(
+                condition=(
+                    Q(parent__isnull=True, inference_step__isnull=True, parameter="", config__isnull=False)
+                    | Q(parent__isnull=False, inference_step__isnull=False, parameter__in=list(PARAMETERS), config__isnull=True)
+                ),
+                name="variant_baseline_or_one_change",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_baseline(self):
+        return self.parent_id is None
+
+    def change(self):
+        """{step, parameter, value} of this variant's one change; None for the baseline."""
+        if self.is_baseline:
+            return None
+        return {"step": self.inference_step.external_id, "parameter": self.parameter, "value": self.value}
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Run(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    # The effective config sent as `overrides`, frozen when the run starts.
+    config = models.JSONField(default=dict)
+    total = models.PositiveIntegerField(default=0)
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errored = models.PositiveIntegerField(default=0)
+    # Per-metric and per-evaluator aggregates, stored once when the run closes.
+    aggregates = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment"],
+                condition=Q(status__in=["queued", "running"]),
+                name="run_one_active_per_experiment",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.variant} run {self.id}"
+
+    def is_active(self):
+        return self.status in ACTIVE_RUN_STATUSES
+
+    def count_tests(self):
+        """{total, passed, failed, errored} counted in one query."""
+        return self.tests.aggregate(
+            total=models.Count("pk"),
+            passed=models.Count("pk", filter=Q(status=TestStatus.PASSED)),
+            failed=models.Count("pk", filter=Q(status=TestStatus.FAILED)),
+            errored=models.Count("pk", filter=Q(status=TestStatus.ERRORED)),
+        )
+
+
+class TestStatus(models.TextChoices):
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    PASSED = "passed"
+    FAILED = "failed"
+    ERRORED = "errored"
+
+
+TERMINAL_TEST_STATUSES = (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED)
+
+
+class Test(models.Model):
+    __test__ = False  # not a pytest test class
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tests")
+    task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name="tests")
+    repetition = models.PositiveSmallIntegerField(default=1)
+    # Snapshot of the task when the run started, so results stay explainable.
+    task_external_id = models.CharField(max_length=200)
+    task_input = models.JSONField(default=dict)
+    task_expected = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    output = models.JSONField(null=True, blank=True)
+    has_output = models.BooleanField(default=False)
+    reported_passed = models.BooleanField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    trace_id = models.CharField(max_length=500, blank=True)
+    evaluations = models.JSONField(default=list, blank=True)
+    # When the next delivery attempt is due (retries wait here, not in the broker),
+    # and until when the current holder may work on it before a sweeper takes over.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # After a 202: by when the result must arrive.
+    result_due_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task_external_id", "repetition"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "task", "repetition"], name="test_unique_run_task_repetition"),
+        ]
+        indexes = [
+            models.Index(fields=["run", "status"], name="test_run_status"),
+            models.Index(fields=["status", "next_attempt_at"], name="test_status_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_external_id}#{self.repetition}"
+
+    def is_terminal(self):
+        return self.status in TERMINAL_TEST_STATUSES
+
+    @property
+    def webhook_id(self):
+        """The same `webhook-id` on every delivery attempt of this test."""
+        return f"msg_{self.id.hex}"
+
+
+class DeliveryAttempt(models.Model):
+    """One outbound webhook attempt for a test: what happened and how long it took."""
+
+    test = models.ForeignKey(Test, on_delete=models.CASCADE, related_name="delivery_attempts")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["test", "number"]
+        indexes = [models.Index(fields=["test", "number"], name="attempt_test_number")]
+
+
+class Transition(models.Model):
+    """Audit row: one lifecycle change of an experiment."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="transitions")
+    verb = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=20, choices=State.choices)
+    to_status = models.CharField(max_length=20, choices=State.choices)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]

@@ -1,0 +1,179 @@
+"""Results of SPEC §7: per-run aggregates, the experiment's results table and run comparison.
+
+A run's tests are read once, by `summarize_run` when the run closes; the result is
+stored in `run.aggregates`. Pages and the API then read only Run rows, so showing
+results costs the same few queries however many tests or variants there are.
+"""
+
+from django.db.models import OuterRef, Subquery
+
+from experiments_app import stats
+from experiments_app.evaluation import evaluator_names
+from experiments_app.models import Run, RunStatus, Test, TestStatus, Variant
+
+RESULT_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def summarize_run(run):
+    """Aggregates of one run's tests: {"metrics": {name: summary}, "evaluators":
+    {name: {passed, failed, pass_rate}}, "outcomes": {task_id: passed by majority},
+    "task_ids": {task_id: task external id}}. Reads the tests in one query."""
+    metric_values, evaluator_counts, repetitions, external_ids = {}, {}, {}, {}
+    rows = Test.objects.filter(run_id=run.pk).values_list("task_id", "task_external_id", "status", "metrics", "evaluations")
+    for task_id, external_id, status, metrics, evaluations in rows.iterator(chunk_size=2000):
+        for name, value in metrics.items() if isinstance(metrics, dict) else ():
+            if stats.is_number(value):
+                metric_values.setdefault(name, []).append(value)
+        for evaluation in evaluations or ():
+            if isinstance(evaluation, dict) and isinstance(evaluation.get("name"), str):
+                counts = evaluator_counts.setdefault(evaluation["name"], [0, 0])
+                counts[0 if evaluation.get("passed") else 1] += 1
+        # A test whose task was deleted since cannot be paired with another run's.
+        if task_id is not None:
+            repetitions.setdefault(str(task_id), []).append(status == TestStatus.PASSED)
+            external_ids[str(task_id)] = external_id
+    return {
+        "metrics": {name: stats.summarize(values) for name, values in sorted(metric_values.items())},
+        "evaluators": {
+            name: {"passed": passed, "failed": failed, "pass_rate": rate(passed, passed + failed)}
+            for name, (passed, failed) in evaluator_counts.items()
+        },
+        "outcomes": {task: stats.majority_passed(passes) for task, passes in repetitions.items()},
+        "task_ids": external_ids,
+    }
+
+
+def rate(part, whole):
+    return part / whole if whole else None
+
+
+def significant(p_value, alpha=0.05):
+    """Whether a p-value is below the significance level (None is never significant)."""
+    return p_value is not None and p_value < alpha
+
+
+def run_aggregates(run):
+    """The run's stored aggregates, computed on the spot when it has none yet (still running)."""
+    aggregates = run.aggregates or {}
+    if "outcomes" not in aggregates:
+        aggregates = summarize_run(run)
+    return aggregates
+
+
+def ordered_evaluators(evaluators, names):
+    """Evaluator figures in the experiment's configured order (JSONB does not keep key order), others after."""
+    order = {name: index for index, name in enumerate(names)}
+    return dict(sorted(evaluators.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+def experiment_results(experiment):
+    """{"baseline": R, "variants": [R, …]} of SPEC §8, one R per variant from its latest
+    succeeded-or-failed run. Two queries, whatever the number of variants or tests."""
+    latest = (
+        Run.objects.filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES)
+        .order_by("-created_at", "-completed_at")
+        .values("pk")[:1]
+    )
+    variants = list(
+        Variant.objects.filter(experiment=experiment)
+        .select_related("inference_step")
+        .annotate(result_run_id=Subquery(latest))
+        .order_by("created_at", "pk")
+    )
+    runs = Run.objects.in_bulk([variant.result_run_id for variant in variants if variant.result_run_id])
+    names = evaluator_names(experiment.evaluators)
+
+    baseline_variant = next((variant for variant in variants if variant.is_baseline), None)
+    baseline_run = runs.get(baseline_variant.result_run_id) if baseline_variant else None
+    baseline_aggregates = run_aggregates(baseline_run) if baseline_run else None
+    baseline = result_row(baseline_variant, baseline_run, names, baseline_run, baseline_aggregates) if baseline_variant else None
+    rows = [
+        result_row(variant, runs.get(variant.result_run_id), names, baseline_run, baseline_aggregates)
+        for variant in variants
+        if not variant.is_baseline
+    ]
+    return {"baseline": baseline, "variants": rows}
+
+
+def result_row(variant, run, names, baseline_run, baseline_aggregates):
+    """One R of SPEC §8. Without a result every figure is None and the collections are empty."""
+    row = {
+        "variant": str(variant.pk),
+        "name": variant.name,
+        "parent": str(variant.parent_id) if variant.parent_id else None,
+        "is_baseline": variant.is_baseline,
+        "change": variant.change(),
+        "run": None,
+        "status": None,
+        "pass_rate": None,
+        "pass_rate_vs_baseline": None,
+        "delta_pp": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "total": None,
+        "passed": None,
+        "failed": None,
+        "errored": None,
+        "improved": [],
+        "regressed": [],
+        "completed_at": None,
+        "metrics": {},
+        "evaluators": {},
+    }
+    if run is None:
+        return row
+    aggregates = baseline_aggregates if run is baseline_run else run_aggregates(run)
+    pass_rate = rate(run.passed, run.total)
+    ci_low, ci_high = stats.wilson_interval(run.passed, run.total)
+    row.update(
+        run=str(run.pk),
+        status=run.status,
+        pass_rate=pass_rate,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        total=run.total,
+        passed=run.passed,
+        failed=run.failed,
+        errored=run.errored,
+        completed_at=run.completed_at,
+        metrics=dict(sorted(aggregates.get("metrics", {}).items())),
+        evaluators=ordered_evaluators(aggregates.get("evaluators", {}), names),
+    )
+    if baseline_run is None:
+        return row
+    base_rate = rate(baseline_run.passed, baseline_run.total)
+    if pass_rate is not None and base_rate is not None:
+        row["delta_pp"] = (pass_rate - base_rate) * 100
+        row["pass_rate_vs_baseline"] = (pass_rate - base_rate) / base_rate if base_rate else None
+    # The baseline compared with itself: delta 0 and change 0 (as its own figures say),
+    # but no p-value and no improved/regressed tasks, since there is nothing to test.
+    if run is not baseline_run:
+        paired = stats.paired_outcomes(aggregates.get("outcomes", {}), baseline_aggregates.get("outcomes", {}))
+        row.update(p_value=paired["p_value"], improved=paired["improved"], regressed=paired["regressed"])
+    return row
+
+
+def compare_runs(new_run, old_run):
+    """SPEC §7's comparison of two runs: {new_run, old_run, common, new_only, old_only
+    (task counts), improved, regressed (task ids), p_value, metrics: {name: {old, new, delta}}}."""
+    new, old = run_aggregates(new_run), run_aggregates(old_run)
+    paired = stats.paired_outcomes(new.get("outcomes", {}), old.get("outcomes", {}))
+    new_metrics, old_metrics = new.get("metrics", {}), old.get("metrics", {})
+    metrics = {}
+    for name in sorted(new_metrics.keys() | old_metrics.keys()):
+        new_mean = new_metrics.get(name, {}).get("mean")
+        old_mean = old_metrics.get(name, {}).get("mean")
+        delta = new_mean - old_mean if new_mean is not None and old_mean is not None else None
+        metrics[name] = {"old": old_mean, "new": new_mean, "delta": delta}
+    return {
+        "new_run": str(new_run.pk),
+        "old_run": str(old_run.pk),
+        "common": paired["common"],
+        "new_only": paired["new_only"],
+        "old_only": paired["old_only"],
+        "improved": paired["improved"],
+        "regressed": paired["regressed"],
+        "p_value": paired["p_value"],
+        "metrics": metrics,
+    }

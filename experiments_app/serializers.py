@@ -1,0 +1,363 @@
+"""API shapes (SPEC §8). Input serializers check the shape only; the rules live in the actions."""
+
+from rest_framework import serializers
+
+from experiments_app.models import (
+    ApiToken,
+    Application,
+    DeliveryAttempt,
+    Experiment,
+    InferenceStep,
+    Role,
+    Run,
+    RunStatus,
+    Task,
+    Test,
+    TestStatus,
+    Variant,
+)
+from experiments_app.overrides import PARAMETERS
+from experiments_app.states import State
+
+
+class AnyJSONField(serializers.JSONField):
+    """Any JSON value (documented as such)."""
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    status = serializers.CharField(required=False, allow_null=True)
+
+
+# ---------------------------------------------------------------- applications
+
+
+class ApplicationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Application
+        fields = ["id", "team", "name", "webhook_url", "timeout_seconds", "result_timeout_seconds", "max_concurrency", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class ApplicationWithSecretSerializer(ApplicationSerializer):
+    class Meta(ApplicationSerializer.Meta):
+        fields = [*ApplicationSerializer.Meta.fields, "webhook_secret"]
+        read_only_fields = fields
+
+
+class ApplicationInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    webhook_url = serializers.CharField(max_length=2000)
+    timeout_seconds = serializers.IntegerField(min_value=1, max_value=600, required=False)
+    result_timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
+    max_concurrency = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+
+
+class PingSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    duration_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_null=True, allow_blank=True)
+
+
+# ---------------------------------------------------------------- steps and tasks
+
+
+class StepSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InferenceStep
+        fields = ["id", "application", "external_id", "name", "description", "config", "created_at"]
+        read_only_fields = fields
+
+
+class StepInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
+    config = serializers.DictField(child=AnyJSONField(), required=False, help_text="Production parameters, e.g. {\"model\": \"gpt-4o-mini\", \"temperature\": 0.7}.")
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    expected = AnyJSONField(allow_null=True)
+
+    class Meta:
+        model = Task
+        fields = ["id", "application", "external_id", "name", "input", "expected", "tags", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class TaskInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=500, required=False, allow_blank=True, trim_whitespace=False)
+    input = serializers.DictField(child=AnyJSONField())
+    expected = AnyJSONField(required=False, allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+
+class CreatedCountSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+
+
+# ---------------------------------------------------------------- experiments
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    inference_steps = serializers.SerializerMethodField()
+    tasks = serializers.SerializerMethodField()
+    evaluators = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
+    baseline = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "id", "application", "name", "description", "status", "inference_steps", "tasks", "evaluators",
+            "repetitions", "max_error_rate", "baseline", "locked_at", "winner", "completed_at", "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_inference_steps(self, experiment) -> list[str]:
+        return [step.external_id for step in experiment.inference_steps.all()]
+
+    def get_tasks(self, experiment) -> list[str]:
+        return [str(task.pk) for task in experiment.tasks.all()]
+
+    def get_baseline(self, experiment) -> str | None:
+        baseline_id = getattr(experiment, "baseline_id", None)
+        if baseline_id is None:
+            baseline_id = experiment.variants.filter(parent__isnull=True).values_list("pk", flat=True).first()
+        return str(baseline_id) if baseline_id else None
+
+
+class ExperimentCreateSerializer(serializers.Serializer):
+    application = serializers.UUIDField()
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
+
+
+class EvaluatorSerializer(serializers.Serializer):
+    """Documentation of an evaluator; the API keeps every key it is given."""
+
+    type = serializers.ChoiceField(choices=["reported", "exact_match", "contains", "regex", "json_subset", "metric_threshold"])
+    name = serializers.CharField(required=False)
+    field = serializers.CharField(required=False)
+    value = serializers.CharField(required=False)
+    pattern = serializers.CharField(required=False)
+    metric = serializers.CharField(required=False)
+    min = serializers.FloatField(required=False)
+    max = serializers.FloatField(required=False)
+
+
+class ExperimentUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
+    inference_steps = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="Step external ids.")
+    tasks = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100_000, help_text="Task ids.")
+    evaluators = serializers.ListField(child=serializers.DictField(child=AnyJSONField()), required=False, max_length=100)
+    repetitions = serializers.IntegerField(min_value=1, max_value=20, required=False)
+    max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+
+
+class BaselineSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    config = serializers.DictField(child=serializers.DictField(child=AnyJSONField()), help_text="{step external_id: {parameter: value}}")
+
+
+class ExperimentQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=State.choices, required=False)
+
+
+class CompleteSerializer(serializers.Serializer):
+    winner = serializers.UUIDField(required=False, allow_null=True)
+
+
+# ---------------------------------------------------------------- variants
+
+
+class ChangeSerializer(serializers.Serializer):
+    step = serializers.CharField()
+    parameter = serializers.CharField()
+    value = AnyJSONField()
+
+
+class VariantSerializer(serializers.ModelSerializer):
+    is_baseline = serializers.BooleanField(read_only=True)
+    inference_step = serializers.SerializerMethodField()
+    value = AnyJSONField(allow_null=True)
+    change = serializers.SerializerMethodField()
+    effective_config = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Variant
+        fields = ["id", "experiment", "parent", "name", "is_baseline", "inference_step", "parameter", "value", "change", "effective_config", "created_at"]
+        read_only_fields = fields
+
+    def get_inference_step(self, variant) -> str | None:
+        return variant.inference_step.external_id if variant.inference_step_id else None
+
+    def get_change(self, variant) -> ChangeSerializer(allow_null=True):
+        return variant.change()
+
+    def get_effective_config(self, variant) -> dict[str, dict]:
+        return self.context["effective_configs"][variant.pk]
+
+
+class VariantCreateSerializer(serializers.Serializer):
+    parent = serializers.UUIDField()
+    inference_step = serializers.CharField(max_length=200, help_text="External id of an in-scope step.")
+    parameter = serializers.ChoiceField(choices=list(PARAMETERS))
+    value = AnyJSONField()
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+# ---------------------------------------------------------------- runs and tests
+
+
+class RunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Run
+        fields = ["id", "experiment", "variant", "status", "total", "passed", "failed", "errored", "started_at", "completed_at", "created_at"]
+        read_only_fields = fields
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at"]
+        read_only_fields = fields
+
+
+class TestSerializer(serializers.ModelSerializer):
+    input = AnyJSONField(source="task_input")
+    expected = AnyJSONField(source="task_expected", allow_null=True)
+    output = AnyJSONField(allow_null=True)
+    passed = serializers.BooleanField(source="reported_passed", allow_null=True, help_text="What the application reported.")
+    metrics = serializers.DictField(child=serializers.FloatField())
+    evaluations = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
+    delivery_attempts = DeliveryAttemptSerializer(many=True)
+
+    class Meta:
+        model = Test
+        fields = [
+            "id", "run", "task", "task_external_id", "repetition", "input", "expected", "status", "attempts", "output",
+            "passed", "metrics", "error", "trace_id", "evaluations", "delivery_attempts", "created_at", "dispatched_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+
+class TestQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TestStatus.choices, required=False)
+
+
+class RunQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+
+
+class TaskQuerySerializer(serializers.Serializer):
+    tag = serializers.CharField(max_length=100, required=False)
+
+
+class ResultInputSerializer(serializers.Serializer):
+    output = AnyJSONField(allow_null=True)
+    passed = serializers.BooleanField(required=False, allow_null=True)
+    metrics = serializers.DictField(child=serializers.FloatField(), required=False)
+    error = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    traceId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+
+# ---------------------------------------------------------------- results
+
+
+class MetricSummarySerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    mean = serializers.FloatField(allow_null=True)
+    median = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    sum = serializers.FloatField(allow_null=True)
+
+
+class EvaluatorSummarySerializer(serializers.Serializer):
+    passed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    pass_rate = serializers.FloatField(allow_null=True)
+
+
+class ResultSerializer(serializers.Serializer):
+    variant = serializers.UUIDField()
+    name = serializers.CharField()
+    parent = serializers.UUIDField(allow_null=True)
+    is_baseline = serializers.BooleanField()
+    change = ChangeSerializer(allow_null=True)
+    run = serializers.UUIDField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+    pass_rate = serializers.FloatField(allow_null=True)
+    pass_rate_vs_baseline = serializers.FloatField(allow_null=True)
+    delta_pp = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    total = serializers.IntegerField(allow_null=True)
+    passed = serializers.IntegerField(allow_null=True)
+    failed = serializers.IntegerField(allow_null=True)
+    errored = serializers.IntegerField(allow_null=True)
+    improved = serializers.ListField(child=serializers.CharField())
+    regressed = serializers.ListField(child=serializers.CharField())
+    completed_at = serializers.DateTimeField(allow_null=True)
+    metrics = serializers.DictField(child=MetricSummarySerializer())
+    evaluators = serializers.DictField(child=EvaluatorSummarySerializer())
+
+
+class ResultsSerializer(serializers.Serializer):
+    baseline = ResultSerializer()
+    variants = ResultSerializer(many=True)
+
+
+class MetricDeltaSerializer(serializers.Serializer):
+    old = serializers.FloatField(allow_null=True)
+    new = serializers.FloatField(allow_null=True)
+    delta = serializers.FloatField(allow_null=True)
+
+
+class CompareSerializer(serializers.Serializer):
+    new_run = serializers.UUIDField()
+    old_run = serializers.UUIDField()
+    common = serializers.IntegerField()
+    new_only = serializers.IntegerField()
+    old_only = serializers.IntegerField()
+    improved = serializers.ListField(child=serializers.CharField())
+    regressed = serializers.ListField(child=serializers.CharField())
+    p_value = serializers.FloatField(allow_null=True)
+    metrics = serializers.DictField(child=MetricDeltaSerializer())
+
+
+# ---------------------------------------------------------------- API tokens
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    """A token as listed: the readable prefix, never the hash."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "role", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class TokenWithSecretSerializer(TokenSerializer):
+    token = serializers.CharField(source="raw", read_only=True, help_text="The raw token. Shown only in this answer; only its hash is stored.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class TokenInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    role = serializers.ChoiceField(choices=Role.choices, required=False, help_text="Defaults to editor.")

@@ -1,0 +1,112 @@
+"""Statistics of SPEC §7 as pure functions over plain numbers: no Django, no numpy.
+
+Exact integer arithmetic where it is cheap (McNemar), so the answers do not depend
+on a numeric library's version.
+"""
+
+import math
+
+# Two-sided 95%: the 0.975 quantile of the standard normal distribution.
+Z_95 = 1.959963984540054
+
+
+def is_number(value):
+    """A finite JSON number (true/false are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def wilson_interval(successes, n, z=Z_95):
+    """(low, high) Wilson score interval of successes/n; (None, None) when n is 0."""
+    if n <= 0:
+        return (None, None)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be within 0..n, got {successes}/{n}")
+    p = successes / n
+    z2 = z * z
+    denominator = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
+    # The bounds are exactly 0 and 1 at the edges; rounding would otherwise leave
+    # 1e-17 on the wrong side and break "the interval contains p̂".
+    low = 0.0 if successes == 0 else max(0.0, min(p, center - half))
+    high = 1.0 if successes == n else min(1.0, max(p, center + half))
+    return (low, high)
+
+
+def mcnemar_exact(b, c):
+    """Exact two-sided McNemar p-value on the discordant counts b and c.
+
+    Under the null each discordant pair goes either way with probability 1/2, so
+    p = 2 · P(X ≤ min(b, c)) for X ~ Binomial(b + c, 1/2), capped at 1.
+    """
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts cannot be negative")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    # Integer numerator and denominator: Python divides big ints with correct rounding.
+    return min(1.0, (2 * tail) / (2**n))
+
+
+def percentile(sorted_values, q):
+    """The q-th percentile (q from 0 to 100) of already sorted values, interpolated
+    linearly between closest ranks like numpy's default; None when empty."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be within 0..100, got {q}")
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    position = (n - 1) * q / 100
+    lower = math.floor(position)
+    upper = min(lower + 1, n - 1)
+    fraction = position - lower
+    low_value, high_value = float(sorted_values[lower]), float(sorted_values[upper])
+    if fraction == 0 or low_value == high_value:
+        return low_value
+    return low_value + (high_value - low_value) * fraction
+
+
+def summarize(values):
+    """{count, mean, median, p95, min, max, sum} of numbers; None for all but count when empty."""
+    ordered = sorted(float(value) for value in values)
+    if not ordered:
+        return {"count": 0, "mean": None, "median": None, "p95": None, "min": None, "max": None, "sum": None}
+    total = math.fsum(ordered)
+    return {
+        "count": len(ordered),
+        "mean": total / len(ordered),
+        "median": percentile(ordered, 50),
+        "p95": percentile(ordered, 95),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "sum": total,
+    }
+
+
+def majority_passed(passes):
+    """Whether most repetitions passed; a tie (and no repetition at all) is not passed."""
+    passes = list(passes)
+    return 2 * sum(1 for passed in passes if passed) > len(passes)
+
+
+def paired_outcomes(new, old):
+    """Pair two runs' per-task outcomes ({task_id: passed}) over their common tasks.
+
+    Returns {common, new_only, old_only (task counts), improved, regressed (sorted
+    task ids that went fail→pass / pass→fail), b, c (their counts), p_value (exact
+    McNemar; None when no task is common)}.
+    """
+    common = new.keys() & old.keys()
+    improved = sorted(task for task in common if new[task] and not old[task])
+    regressed = sorted(task for task in common if old[task] and not new[task])
+    return {
+        "common": len(common),
+        "new_only": len(new.keys() - old.keys()),
+        "old_only": len(old.keys() - new.keys()),
+        "improved": improved,
+        "regressed": regressed,
+        "b": len(improved),
+        "c": len(regressed),
+        "p_value": mcnemar_exact(len(improved), len(regressed)) if common else None,
+    }

@@ -1,0 +1,261 @@
+"""Outbound webhooks (SPEC §4): Standard Webhooks signing, the payloads, the SSRF guard and ping.
+
+The dispatcher in `experiments_app.engine` sends test deliveries; this module holds
+what one request needs and nothing about the database beyond reading rows it is given.
+"""
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from django.conf import settings
+
+from experiments_app.errors import ValidationFailed
+
+SIGNATURE_TOLERANCE_SECONDS = 5 * 60
+USER_AGENT = "experiments-dashboard-webhooks/1"
+
+
+class BlockedAddress(Exception):
+    """The webhook host resolves to an address we refuse to connect to (SSRF guard)."""
+
+
+# --- signing -----------------------------------------------------------------
+
+
+def secret_key(secret):
+    """The HMAC key of a `whsec_...` secret: the base64-decoded part after the prefix."""
+    if secret.startswith("whsec_"):
+        secret = secret[len("whsec_") :]
+    return base64.b64decode(secret + "==")
+
+
+def sign(secret, msg_id, timestamp, body):
+    """The `webhook-signature` value (`v1,<base64 HMAC-SHA256>`) for one message."""
+    if isinstance(body, str):
+        body = body.encode()
+    signed = f"{msg_id}.{int(timestamp)}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(secret, msg_id, body, *, timestamp=None):
+    """The three Standard Webhooks headers plus content type for `body` (bytes)."""
+    timestamp = int(time.time() if timestamp is None else timestamp)
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+    }
+
+
+def verify_signature(secret, headers, body):
+    """True when `headers` carry a valid, fresh (±5 min) Standard Webhooks signature of `body`.
+
+    `headers` is any mapping (Django's request.headers, a dict); names are case-insensitive.
+    """
+    lowered = {str(key).lower(): value for key, value in dict(headers).items()}
+    msg_id = lowered.get("webhook-id")
+    timestamp = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not (msg_id and timestamp and signatures and secret):
+        return False
+    try:
+        stamp = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs(time.time() - stamp) > SIGNATURE_TOLERANCE_SECONDS:
+        return False
+    try:
+        expected = sign(secret, msg_id, stamp, body).split(",", 1)[1]
+    except (ValueError, TypeError):
+        return False
+    for candidate in signatures.split(" "):
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value.encode(), expected.encode()):
+            return True
+    return False
+
+
+# --- payloads ----------------------------------------------------------------
+
+
+def iso_now():
+    return datetime.now(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def callback_url(test_id):
+    return f"{settings.PUBLIC_URL.rstrip('/')}/api/v1/tests/{test_id}/result/"
+
+
+def run_envelope(run):
+    """The part of every test payload of `run` that does not depend on the test (SPEC §4)."""
+    variant = run.variant
+    experiment = run.experiment
+    return {
+        "id": str(experiment.pk),
+        "name": experiment.name,
+        "variant": {
+            "id": str(variant.pk),
+            "name": variant.name,
+            "isBaseline": variant.is_baseline,
+            "parentId": str(variant.parent_id) if variant.parent_id else None,
+            "change": variant.change(),
+        },
+        "overrides": run.config,
+    }
+
+
+def build_test_payload(test, envelope):
+    """The `experiment.test` body of SPEC §4 for one test, given its run's envelope."""
+    return {
+        "type": "experiment.test",
+        "timestamp": iso_now(),
+        "data": {
+            "testId": str(test.pk),
+            "repetition": test.repetition,
+            "callbackUrl": callback_url(test.pk),
+            "task": {
+                "id": str(test.task_id) if test.task_id else None,
+                "externalId": test.task_external_id,
+                "input": test.task_input,
+            },
+            "experiment": envelope,
+        },
+    }
+
+
+def ping_payload():
+    return {"type": "webhook.ping", "timestamp": iso_now(), "data": {}}
+
+
+def encode(payload):
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --- SSRF guard --------------------------------------------------------------
+
+
+def is_refused_address(address):
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+
+
+def is_allowed_host(host):
+    allowed = {item.lower().strip("[]") for item in getattr(settings, "WEBHOOK_ALLOWED_HOSTS", [])}
+    return host.lower().strip("[]") in allowed
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect for a webhook URL: a checked IP, plus the name for Host and TLS."""
+
+    url: str  # the URL with the host replaced by the checked IP
+    host_header: str
+    sni_hostname: str | None
+
+
+def split_url(url):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise BlockedAddress("The URL must start with http:// or https://.")
+    if not parts.hostname:
+        raise BlockedAddress("The URL has no host.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BlockedAddress("The URL has an invalid port.") from None
+    return parts, parts.hostname, port
+
+
+def resolve(host, port):
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as error:
+        raise BlockedAddress(f"The host {host!r} could not be resolved ({error}).") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses:
+        raise BlockedAddress(f"The host {host!r} could not be resolved.")
+    return addresses
+
+
+def resolve_target(url):
+    """Resolve `url`'s host once and return a Target pinned to a checked address.
+
+    Connecting to the checked IP (not the name again) closes the window where DNS
+    could change between check and connect. Raises BlockedAddress.
+    """
+    parts, host, port = split_url(url)
+    addresses = resolve(host, port)
+    if not is_allowed_host(host):
+        refused = [address for address in addresses if is_refused_address(address)]
+        if refused:
+            raise BlockedAddress(
+                f"The host {host!r} resolves to a private, loopback or link-local address ({refused[0]}); "
+                "add it to WEBHOOK_ALLOWED_HOSTS to allow it."
+            )
+    address = addresses[0]
+    shown = f"[{address}]" if ":" in address else address
+    netloc = f"{shown}:{port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rpartition("@")[2]
+    return Target(url=pinned, host_header=host_header, sni_hostname=host if parts.scheme == "https" else None)
+
+
+def check_webhook_url(url):
+    """Refuse (ValidationFailed on `webhook_url`) a URL with a bad scheme, an unresolvable
+    host, or a host resolving to a private/loopback/link-local address not in
+    WEBHOOK_ALLOWED_HOSTS. Returns None."""
+    try:
+        resolve_target(url)
+    except BlockedAddress as error:
+        raise ValidationFailed({"webhook_url": str(error)}) from None
+
+
+# --- ping --------------------------------------------------------------------
+
+
+def request_options(target, headers):
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+    return {"headers": {**headers, "host": target.host_header}, "extensions": extensions}
+
+
+def ping(application):
+    """Send one signed `webhook.ping` to the application.
+
+    Returns {"status_code": int|None, "duration_ms": float, "ok": bool, "error": str}; never raises
+    for network trouble (the error is in the answer).
+    """
+    body = encode(ping_payload())
+    msg_id = "msg_ping_" + base64.b32encode(hashlib.sha256(body).digest()[:10]).decode().lower()
+    headers = signed_headers(application.webhook_secret, msg_id, body)
+    started = time.perf_counter()
+    status_code, error = None, ""
+    try:
+        target = resolve_target(application.webhook_url)
+        timeout = min(application.timeout_seconds, 30)
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            response = client.post(target.url, content=body, **request_options(target, headers))
+        status_code = response.status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except BlockedAddress as blocked:
+        error = str(blocked)
+    except httpx.TimeoutException:
+        error = f"Timed out after {application.timeout_seconds}s."
+    except httpx.HTTPError as failure:
+        error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    return {"status_code": status_code, "duration_ms": duration_ms, "ok": not error, "error": error}
