@@ -1,0 +1,67 @@
+// Draw plotly charts from json_script figures; re-run after every htmx swap.
+(function () {
+  "use strict";
+
+  function themed(layout) {
+    var style = getComputedStyle(document.body);
+    var text = style.getPropertyValue("color") || "#1f2328";
+    layout.font = Object.assign({}, layout.font || {}, { color: text });
+    return layout;
+  }
+
+  function drawCharts(root) {
+    if (!window.Plotly) return;
+    (root || document).querySelectorAll("[data-figure]").forEach(function (el) {
+      var source = document.getElementById(el.dataset.figure);
+      if (!source) return;
+      var figure = JSON.parse(source.textContent);
+      window.Plotly.react(el, figure.data, themed(figure.layout), { displayModeBar: false, responsive: true });
+    });
+  }
+
+  // A range input beside a number input (temperature, top_p): keep both in step.
+  function bindSliders(root) {
+    (root || document).querySelectorAll("input[data-slider]").forEach(function (input) {
+      if (input.dataset.bound) return;
+      input.dataset.bound = "1";
+      var range = document.createElement("input");
+      range.type = "range";
+      range.min = input.min; range.max = input.max; range.step = input.step || "0.01";
+      range.value = input.value || input.min;
+      range.setAttribute("aria-label", (input.name || "value") + " slider");
+      range.tabIndex = -1; // the number input is the keyboard control
+      range.addEventListener("input", function () { input.value = range.value; });
+      input.addEventListener("input", function () { range.value = input.value; });
+      input.insertAdjacentElement("afterend", range);
+    });
+  }
+
+  function copyButtons(root) {
+    (root || document).querySelectorAll("[data-copy]").forEach(function (button) {
+      if (button.dataset.bound) return;
+      button.dataset.bound = "1";
+      button.addEventListener("click", function () {
+        var target = document.getElementById(button.dataset.copy);
+        if (!target || !navigator.clipboard) return;
+        navigator.clipboard.writeText(target.textContent.trim()).then(function () {
+          button.textContent = "Copied";
+          setTimeout(function () { button.textContent = "Copy"; }, 1500);
+        });
+      });
+    });
+  }
+
+  function init(root) { drawCharts(root); bindSliders(root); copyButtons(root); }
+
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("htmx:afterSwap", function () { init(document); });
+  // Errors htmx does not swap (403, 404, 5xx): say so instead of failing silently.
+  document.addEventListener("htmx:responseError", function (event) {
+    var flash = document.getElementById("flash");
+    if (!flash) return;
+    var status = event.detail.xhr ? event.detail.xhr.status : "";
+    var text = status === 403 ? "You do not have the role this needs." : status === 404 ? "Not found." : "The request failed (" + status + ").";
+    flash.innerHTML = '<div class="flash error" role="alert"></div>';
+    flash.firstChild.textContent = text;
+  });
+})();

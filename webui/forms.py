@@ -1,0 +1,296 @@
+"""Forms check the shape of what a page posts; the actions check the rules."""
+
+import csv
+import io
+import json
+
+from django import forms
+
+from experiments_app.errors import ValidationFailed
+from experiments_app.models import Role
+from experiments_app.overrides import PARAMETERS
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def apply_errors(form, error):
+    """Put an action's ValidationFailed messages on the form fields they name (others on the form)."""
+    field_for = getattr(form, "field_for_error", lambda key: key)
+    for key, messages_ in error.errors.items():
+        field = field_for(key)
+        field = field if field in form.fields else None
+        for message in messages_:
+            # A sub-path (`evaluators[0].type`) keeps its name in the message.
+            form.add_error(field, message if field == key else f"{key}: {message}")
+    return form
+
+
+class ApplicationForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    webhook_url = forms.CharField(max_length=2000, label="Webhook URL", widget=forms.URLInput(attrs={"placeholder": "https://app.example/webhooks/experiments"}))
+    timeout_seconds = forms.IntegerField(min_value=1, initial=30, help_text="Per delivery attempt.")
+    result_timeout_seconds = forms.IntegerField(min_value=1, initial=300, help_text="How long to wait for a result after a 202.")
+    max_concurrency = forms.IntegerField(min_value=1, initial=20, help_text="Requests in flight at once.")
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data["webhook_url"].strip()
+        if not url.startswith(("http://", "https://")):
+            raise forms.ValidationError("An http(s) URL is required.")
+        return url
+
+
+class StepForm(forms.Form):
+    external_id = forms.CharField(max_length=200, label="External id", help_text="The step name your code uses in `overrides`.")
+    name = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    config = forms.JSONField(required=False, initial=dict, help_text="Production parameters as a JSON object.", widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}))
+
+    def clean_config(self):
+        config = self.cleaned_data["config"]
+        if config is None:
+            return {}
+        if not isinstance(config, dict):
+            raise forms.ValidationError("Must be a JSON object of parameters.")
+        return config
+
+    def field_for_error(self, key):
+        return "config" if key.startswith("config") else key
+
+
+def parse_tags(text):
+    return [tag.strip() for tag in (text or "").replace("|", ",").split(",") if tag.strip()]
+
+
+class TaskForm(forms.Form):
+    external_id = forms.CharField(max_length=200, label="External id")
+    name = forms.CharField(max_length=500, required=False)
+    input = forms.JSONField(required=False, help_text="A JSON object.", widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}))
+    expected = forms.JSONField(required=False, help_text="Any JSON; empty for none.", widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}))
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+
+    def clean_tags(self):
+        return parse_tags(self.cleaned_data["tags"])
+
+
+class TaskImportForm(forms.Form):
+    file = forms.FileField(help_text="JSONL (one task object per line) or CSV with columns external_id, name, input, expected, tags.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError("The file is larger than 20 MB.")
+        return upload
+
+
+def parse_task_file(name, content):
+    """Rows of task dicts from a JSONL or CSV upload. Raises ValidationFailed keyed
+    `tasks[i]` / `tasks[i].field` for rows that cannot be read, before any is saved."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationFailed({"file": "The file is not UTF-8 text."}) from None
+    if name.lower().endswith(".csv"):
+        return parse_csv(text)
+    return parse_jsonl(text)
+
+
+def parse_jsonl(text):
+    rows, errors = [], {}
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        index = len(rows)
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            errors[f"tasks[{index}]"] = f"Line {line_number} is not valid JSON: {error.msg}."
+            rows.append(None)
+    if errors:
+        raise ValidationFailed(errors)
+    if not rows:
+        raise ValidationFailed({"file": "The file holds no tasks."})
+    return rows
+
+
+def csv_json(value, *, strict):
+    """A CSV cell as JSON; a cell that is not JSON is a plain string unless `strict`."""
+    if value is None or value == "":
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        if strict:
+            raise
+        return value
+
+
+def parse_csv(text):
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "external_id" not in reader.fieldnames:
+        raise ValidationFailed({"file": "The CSV needs a header row with at least external_id and input."})
+    rows, errors = [], {}
+    for index, record in enumerate(reader):
+        row = {"external_id": record.get("external_id") or ""}
+        if record.get("name"):
+            row["name"] = record["name"]
+        try:
+            row["input"] = csv_json(record.get("input"), strict=True)
+        except json.JSONDecodeError as error:
+            errors[f"tasks[{index}].input"] = f"Not valid JSON: {error.msg}."
+        if record.get("expected") not in (None, ""):
+            row["expected"] = csv_json(record["expected"], strict=False)
+        if record.get("tags"):
+            tags = csv_json(record["tags"], strict=False)
+            row["tags"] = tags if isinstance(tags, list) else parse_tags(record["tags"])
+        rows.append(row)
+    if errors:
+        raise ValidationFailed(errors)
+    if not rows:
+        raise ValidationFailed({"file": "The file holds no tasks."})
+    return rows
+
+
+class ExperimentForm(forms.Form):
+    application = forms.ChoiceField()
+    name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"placeholder": "Lower temperature to cut hallucinations"}))
+    description = forms.CharField(
+        required=False, label="Hypothesis", widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Lowering temperature 0.7→0.3 raises the pass rate."})
+    )
+
+    def __init__(self, *args, applications=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["application"].choices = [(str(app.pk), app.name) for app in applications]
+
+
+class StepsForm(forms.Form):
+    steps = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, steps=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["steps"].choices = [(step.external_id, step.external_id) for step in steps]
+
+
+class TasksForm(forms.Form):
+    MODES = [("all", "All tasks"), ("tag", "By tag"), ("pick", "By hand")]
+    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="all")
+    tag = forms.CharField(required=False)
+    tasks = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, choices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tasks"].choices = [(str(pk), label) for pk, label in choices]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("mode") == "tag" and not data.get("tag"):
+            self.add_error("tag", "Pick a tag.")
+        if data.get("mode") == "pick" and not data.get("tasks"):
+            self.add_error("tasks", "Pick at least one task.")
+        return data
+
+
+class DetailsForm(forms.Form):
+    """Name and hypothesis: they do not change what is compared, so they stay editable after the lock."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, label="Hypothesis", widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class SettingsForm(forms.Form):
+    repetitions = forms.IntegerField(min_value=1, max_value=20, help_text="Runs of each task per variant (1–20).")
+    max_error_rate = forms.FloatField(min_value=0, max_value=1, help_text="A run fails above this share of errored tests.")
+    evaluators = forms.JSONField(
+        required=False,
+        help_text='A JSON list, e.g. [{"type": "exact_match"}]; empty: reported, else exact match.',
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
+    )
+
+    def clean_evaluators(self):
+        value = self.cleaned_data["evaluators"]
+        return [] if value in (None, "") else value
+
+    def field_for_error(self, key):
+        return "evaluators" if key.startswith("evaluators") else key
+
+
+def parameter_field(parameter, *, required=True, label=None):
+    """The form field that fits a parameter's type: a textarea for `system`, a
+    slider/number for fractions, an integer for max_tokens, a select for choices."""
+    spec = PARAMETERS[parameter]
+    help_text = f"{spec.describe().capitalize()}."
+    if spec.kind == "choice":
+        choices = ([("", "— unset —")] if not required else []) + [(choice, choice) for choice in spec.choices]
+        return forms.ChoiceField(choices=choices, required=required, label=label, help_text=help_text)
+    if spec.kind == "integer":
+        return forms.IntegerField(required=required, label=label, min_value=int(spec.minimum), max_value=int(spec.maximum), help_text=help_text)
+    if spec.kind == "number":
+        widget = forms.NumberInput(attrs={"step": "0.01", "min": spec.minimum, "max": spec.maximum, "data-slider": "1"})
+        return forms.FloatField(required=required, label=label, widget=widget, help_text=help_text)
+    widget = forms.Textarea(attrs={"rows": 4}) if parameter == "system" else forms.TextInput()
+    return forms.CharField(required=required, label=label, widget=widget, max_length=int(spec.maximum), strip=False, help_text=help_text)
+
+
+class BaselineForm(forms.Form):
+    """One typed input per (step, parameter); empty means the step does not set it."""
+
+    def __init__(self, *args, config=None, steps=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps = list(steps)
+        self.config = config or {}
+        for step in self.steps:
+            values = self.config.get(step, {})
+            for parameter in PARAMETERS:
+                name = f"{step}__{parameter}"
+                self.fields[name] = parameter_field(parameter, required=False, label=parameter)
+                self.fields[name].initial = values.get(parameter)
+
+    def field_for_error(self, key):
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "config":
+            return f"{parts[1]}__{parts[2]}"
+        return None
+
+    def grouped(self):
+        return [(step, [self[f"{step}__{parameter}"] for parameter in PARAMETERS]) for step in self.steps]
+
+    def baseline_config(self):
+        """The config to save: typed values set here, other keys of the current config kept."""
+        config = {}
+        for step in self.steps:
+            kept = {key: value for key, value in self.config.get(step, {}).items() if key not in PARAMETERS}
+            for parameter in PARAMETERS:
+                value = self.cleaned_data.get(f"{step}__{parameter}")
+                if value not in (None, ""):
+                    kept[parameter] = value
+            config[step] = kept
+        return config
+
+
+class BranchForm(forms.Form):
+    parent = forms.CharField(widget=forms.HiddenInput)
+    inference_step = forms.ChoiceField(label="Step")
+    parameter = forms.ChoiceField(choices=[(name, name) for name in PARAMETERS])
+    name = forms.CharField(max_length=200, required=False, help_text="Optional; defaults to the change.")
+
+    def __init__(self, *args, steps=(), parameter=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["inference_step"].choices = [(step, step) for step in steps]
+        chosen = parameter if parameter in PARAMETERS else "temperature"
+        self.fields["value"] = parameter_field(chosen)
+        self.parameter = chosen
+
+    def field_for_error(self, key):
+        return key if key in self.fields else None
+
+
+class CompleteForm(forms.Form):
+    winner = forms.ChoiceField(required=False)
+
+    def __init__(self, *args, variants=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["winner"].choices = [("", "No winner")] + [(str(v.pk), v.name) for v in variants]
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False, help_text="What uses it, e.g. “CI”.")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.EDITOR)

@@ -1,0 +1,79 @@
+"""Number and JSON formatting for the pages."""
+
+import json
+
+from django import template
+from django.utils.http import urlencode
+
+register = template.Library()
+
+
+@register.filter
+def pct(value, digits=0):
+    """A fraction 0..1 as a percentage: 0.625 → 62.5% with digits=1."""
+    if value is None or value == "":
+        return "—"
+    return f"{value * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def signed_pct(value, digits=1):
+    """A relative change as a signed percentage: 0.145 → +14.5%."""
+    if value is None:
+        return "—"
+    return f"{value * 100:+.{int(digits)}f}%".replace("-", "−")
+
+
+@register.filter
+def pp(value, digits=1):
+    """Percentage points, signed: 9 → +9.0 pt."""
+    if value is None:
+        return "—"
+    return f"{value:+.{int(digits)}f} pt".replace("-", "−")
+
+
+@register.filter
+def pvalue(value):
+    if value is None:
+        return "—"
+    if value < 0.001:
+        return "<0.001"
+    return f"{value:.3f}"
+
+
+@register.filter
+def pretty_json(value):
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+@register.filter
+def compact_json(value):
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+@register.filter
+def dictget(mapping, key):
+    return (mapping or {}).get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def humanize_status(value):
+    return str(value or "").replace("_", " ")
+
+
+@register.simple_tag(takes_context=True)
+def query(context, **changes):
+    """The current query string with some parameters changed (None or "" removes one)."""
+    params = context["request"].GET.copy()
+    for key, value in changes.items():
+        if value in (None, ""):
+            params.pop(key, None)
+        else:
+            params[key] = value
+    encoded = urlencode(sorted((k, v) for k, v in params.items()))
+    return f"?{encoded}" if encoded else "?"

@@ -1,0 +1,1 @@
+"""Web pages. One module per area; urls.py imports from these modules directly."""

@@ -1,0 +1,145 @@
+"""Applications under test: list, create, webhook settings, secret, test delivery, recent failures."""
+
+from django.contrib import messages
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.vary import vary_on_headers
+from django.views.decorators.http import require_http_methods, require_POST
+
+from experiments_app import actions, webhooks
+from experiments_app.errors import DomainError, ValidationFailed
+from experiments_app.models import Application, DeliveryAttempt, Role
+from webui.access import can, refuse, require_role, team_ids, team_member
+from webui.forms import ApplicationForm, apply_errors
+
+SECRET_SESSION_KEY = "webui_shown_secret"
+FAILURES_SHOWN = 20
+
+
+def load_application(request, pk):
+    return get_object_or_404(Application.objects.select_related("team"), pk=pk, team_id__in=team_ids(request))
+
+
+def remember_secret(request, application):
+    """Keep the secret for exactly one page view: it is shown once, then only masked."""
+    request.session[SECRET_SESSION_KEY] = {"application": str(application.pk), "secret": application.webhook_secret}
+
+
+def pop_secret(request, application):
+    shown = request.session.get(SECRET_SESSION_KEY)
+    if shown and shown.get("application") == str(application.pk):
+        del request.session[SECRET_SESSION_KEY]
+        return shown["secret"]
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+@team_member
+def application_list(request):
+    form = ApplicationForm(request.POST or None)
+    if request.method == "POST":
+        require_role(request, request.team.pk, Role.ADMIN)
+        if form.is_valid():
+            try:
+                application = actions.create_application(request.team, form.cleaned_data)
+            except ValidationFailed as error:
+                apply_errors(form, error)
+            else:
+                remember_secret(request, application)
+                return redirect("webui:application-detail", pk=application.pk)
+    applications = Application.objects.filter(team=request.team).annotate(
+        n_steps=Count("inference_steps", distinct=True), n_tasks=Count("tasks", distinct=True)
+    )
+    context = {"applications": applications, "form": form, "can_create": can(request, request.team.pk, Role.ADMIN)}
+    return render(request, "webui/application_list.html", context, status=400 if form.errors else 200)
+
+
+def recent_failures(application):
+    """The latest delivery attempts to this application that did not get a 2xx."""
+    return (
+        DeliveryAttempt.objects.filter(test__run__experiment__application=application)
+        .filter(Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300))
+        .select_related("test__run")
+        .order_by("-started_at")[:FAILURES_SHOWN]
+    )
+
+
+def detail_context(request, application, form=None):
+    """Webhook settings are the admin's (as in the API); editors may send a test delivery."""
+    can_admin = can(request, application.team_id, Role.ADMIN)
+    form = form or ApplicationForm(initial={field: getattr(application, field) for field in ApplicationForm.base_fields})
+    if not can_admin:
+        for field in form.fields.values():
+            field.disabled = True
+    return {
+        "application": application,
+        "tab": "settings",
+        "form": form,
+        "secret": pop_secret(request, application),
+        "failures": recent_failures(application),
+        "can_edit": can_admin,
+        "can_ping": can(request, application.team_id),
+        "can_admin": can_admin,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@team_member
+@vary_on_headers("HX-Request")
+def application_detail(request, pk):
+    application = load_application(request, pk)
+    form = None
+    if request.method == "POST":
+        require_role(request, application.team_id, Role.ADMIN)
+        form = ApplicationForm(request.POST)
+        if form.is_valid():
+            try:
+                actions.update_application(application, form.cleaned_data)
+            except ValidationFailed as error:
+                apply_errors(form, error)
+            else:
+                messages.success(request, "Webhook settings saved.")
+                return redirect("webui:application-detail", pk=application.pk)
+    context = detail_context(request, application, form)
+    template = "webui/application_detail.html#tab" if request.htmx and request.method == "GET" else "webui/application_detail.html"
+    return render(request, template, context, status=400 if form is not None and form.errors else 200)
+
+
+@require_POST
+@team_member
+def rotate_secret(request, pk):
+    application = load_application(request, pk)
+    require_role(request, application.team_id, Role.ADMIN)
+    secret = application.rotate_secret()
+    if request.htmx:
+        return render(request, "webui/application_detail.html#secret", {"application": application, "secret": secret, "can_admin": True})
+    remember_secret(request, application)
+    messages.success(request, "A new secret was generated. The old one no longer verifies.")
+    return redirect("webui:application-detail", pk=application.pk)
+
+
+@require_POST
+@team_member
+def ping(request, pk):
+    application = load_application(request, pk)
+    require_role(request, application.team_id)
+    result = webhooks.ping(application)
+    if request.htmx:
+        return render(request, "webui/application_detail.html#ping-result", {"application": application, "ping": result})
+    level = messages.SUCCESS if result["ok"] else messages.ERROR
+    outcome = f"HTTP {result['status_code']}" if result["status_code"] else (result["error"] or "no answer")
+    messages.add_message(request, level, f"Test delivery: {outcome} in {result['duration_ms']:.0f} ms. {result['error'] if result['status_code'] else ''}".strip())
+    return redirect("webui:application-detail", pk=application.pk)
+
+
+@require_POST
+@team_member
+def application_delete(request, pk):
+    application = load_application(request, pk)
+    require_role(request, application.team_id, Role.ADMIN)
+    try:
+        actions.delete_application(application)
+    except DomainError as error:
+        return refuse(request, error, f"/applications/{application.pk}/")
+    messages.success(request, f"Deleted {application.name}.")
+    return redirect("webui:application-list")

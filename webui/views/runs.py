@@ -1,0 +1,153 @@
+"""The run page (filterable tests), one test beside the baseline's, run comparison and exports."""
+
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling
+
+from experiments_app.models import Run, Task, Test
+from experiments_app.results import RESULT_STATUSES, compare_runs, experiment_results
+from webui import exports
+from webui.access import team_ids, team_member
+from webui.diffs import side_by_side
+from webui.views.experiments import load_experiment
+
+PAGE_SIZE = 50
+FILTERS = ("all", "passed", "failed", "errored", "improved", "regressed")
+TABLE_FIELDS = ("id", "run_id", "task_id", "task_external_id", "repetition", "status", "attempts", "metrics", "evaluations", "error")
+
+
+def load_run(request, pk):
+    return get_object_or_404(
+        Run.objects.select_related("variant__inference_step", "experiment__application"), pk=pk, experiment__team_id__in=team_ids(request)
+    )
+
+
+def baseline_run_of(run):
+    """The baseline's latest result run in the run's experiment (None for the baseline itself or before it has one)."""
+    if run.variant.is_baseline:
+        return None
+    return (
+        Run.objects.filter(experiment_id=run.experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def run_summary_context(run):
+    counts = run.count_tests()
+    counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
+    counts["percent"] = round(100 * counts["done"] / counts["total"]) if counts["total"] else 0
+    return {"run": run, "counts": counts, "experiment": run.experiment}
+
+
+@require_GET
+@team_member
+@vary_on_headers("HX-Request")
+def run_detail(request, pk):
+    run = load_run(request, pk)
+    shown = request.GET.get("filter", "all")
+    shown = shown if shown in FILTERS else "all"
+    baseline = baseline_run_of(run)
+    comparison = compare_runs(run, baseline) if baseline and not run.is_active() else None
+    tests = Test.objects.filter(run=run).only(*TABLE_FIELDS)
+    if shown in ("passed", "failed", "errored"):
+        tests = tests.filter(status=shown)
+    elif shown in ("improved", "regressed"):
+        tests = tests.filter(task_id__in=(comparison or {}).get(shown, []))
+    page = Paginator(tests.order_by("task_external_id", "repetition"), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        **run_summary_context(run),
+        "page": page,
+        "shown": shown,
+        "filters": FILTERS,
+        "baseline": baseline,
+        "comparison": comparison,
+        "other_runs": Run.objects.filter(experiment_id=run.experiment_id).exclude(pk=run.pk).select_related("variant").order_by("-created_at")[:50],
+    }
+    template = "webui/run_detail.html#run-table" if request.htmx else "webui/run_detail.html"
+    return render(request, template, context)
+
+
+@require_GET
+@team_member
+def run_summary(request, pk):
+    """The run's counts, polled while it is active; 286 plus `run-finished` once it ends."""
+    run = load_run(request, pk)
+    response = render(request, "webui/run_detail.html#run-summary", run_summary_context(run))
+    if not run.is_active():
+        response = HttpResponseStopPolling(response.content)
+        response["HX-Trigger"] = "run-finished"
+    return response
+
+
+@require_GET
+@team_member
+@vary_on_headers("HX-Request")
+def test_detail(request, pk, test_id):
+    run = load_run(request, pk)
+    test = get_object_or_404(Test, pk=test_id, run=run)
+    baseline = baseline_run_of(run)
+    baseline_test = Test.objects.filter(run=baseline, task_id=test.task_id, repetition=test.repetition).first() if baseline and test.task_id else None
+    context = {
+        "run": run,
+        "experiment": run.experiment,
+        "test": test,
+        "baseline_test": baseline_test,
+        "diff": side_by_side(baseline_test.output if baseline_test else None, test.output),
+        "attempts": list(test.delivery_attempts.all()),
+        "evaluations": [e for e in test.evaluations or [] if isinstance(e, dict)],
+    }
+    template = "webui/test_detail.html#test-body" if request.htmx else "webui/test_detail.html"
+    return render(request, template, context)
+
+
+@require_GET
+@team_member
+def run_compare(request, new, old):
+    new_run, old_run = load_run(request, new), load_run(request, old)
+    if new_run.experiment_id != old_run.experiment_id:
+        raise Http404("Both runs must belong to one experiment.")
+    comparison = compare_runs(new_run, old_run)
+    ids = set(comparison["improved"]) | set(comparison["regressed"])
+    names = dict(Task.objects.filter(pk__in=ids).values_list("pk", "external_id"))
+    names = {str(key): value for key, value in names.items()}
+    context = {
+        "experiment": new_run.experiment,
+        "new_run": new_run,
+        "old_run": old_run,
+        "comparison": comparison,
+        "improved": sorted(names.get(task, task) for task in comparison["improved"]),
+        "regressed": sorted(names.get(task, task) for task in comparison["regressed"]),
+        "runs": Run.objects.filter(experiment_id=new_run.experiment_id).select_related("variant").order_by("-created_at")[:100],
+    }
+    return render(request, "webui/run_compare.html", context)
+
+
+@require_GET
+@team_member
+def run_export(request, pk, fmt):
+    run = load_run(request, pk)
+    tests = Test.objects.filter(run=run).order_by("task_external_id", "repetition")
+    filename = f"run-{run.pk}.{fmt}"
+    if fmt == "csv":
+        return exports.tests_csv(tests, filename)
+    data = {
+        "run": {"id": str(run.pk), "variant": run.variant.name, "status": run.status, "config": run.config, "total": run.total,
+                "passed": run.passed, "failed": run.failed, "errored": run.errored, "started_at": run.started_at, "completed_at": run.completed_at},
+        "tests": [exports.row_of_test(test) for test in tests.iterator(chunk_size=2000)],
+    }
+    return exports.json_download(data, filename)
+
+
+@require_GET
+@team_member
+def experiment_export(request, pk, fmt):
+    experiment = load_experiment(request, pk)
+    results = experiment_results(experiment)
+    filename = f"experiment-{experiment.pk}-results.{fmt}"
+    if fmt == "csv":
+        return exports.results_csv(results, filename)
+    return exports.json_download({"experiment": {"id": str(experiment.pk), "name": experiment.name, "status": experiment.status}, **results}, filename)
