@@ -1,0 +1,1 @@
+"""A demo LLM application under test: `python -m demo_app [--host H --port P]`."""
