@@ -1,0 +1,87 @@
+"""The demo application under test and the demo loader."""
+
+import json
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from demo_app import pipeline
+from demo_app.catalog import TASKS
+from demo_app.server import serve_in_thread
+from experiments_app import webhooks
+from experiments_app.models import Experiment, Run, RunStatus, Team
+from experiments_app.models import new_webhook_secret
+from experiments_app.states import State
+
+SECRET = new_webhook_secret()
+
+
+def task(index):
+    return {"externalId": TASKS[index]["external_id"], "input": TASKS[index]["input"]}
+
+
+def pass_count(overrides):
+    return sum(pipeline.answer(task(i), overrides)["output"] == TASKS[i]["expected"] for i in range(len(TASKS)))
+
+
+def test_the_pipeline_is_deterministic():
+    assert pipeline.answer(task(3), {"answer": {"temperature": 0.5}}, 2) == pipeline.answer(task(3), {"answer": {"temperature": 0.5}}, 2)
+
+
+def test_cooler_and_stronger_configurations_answer_more_correctly():
+    baseline = pass_count({})
+    cooler = pass_count({"answer": {"temperature": 0.2}})
+    stronger = pass_count({"answer": {"temperature": 0.2, "model": "gpt-4o"}})
+    assert baseline < cooler < stronger
+
+
+def test_the_system_prompt_changes_correctness():
+    assert pass_count({"answer": {"system": "Think step by step and answer concisely."}}) > pass_count({})
+
+
+def test_metrics_follow_the_model():
+    mini = pipeline.answer(task(0), {"answer": {"model": "gpt-4o-mini"}})["metrics"]
+    large = pipeline.answer(task(0), {"answer": {"model": "gpt-4o"}})["metrics"]
+    assert large["latency_ms"] > mini["latency_ms"] and large["cost_usd"] > mini["cost_usd"]
+    assert set(mini) == {"latency_ms", "prompt_tokens", "completion_tokens", "cost_usd"}
+
+
+@pytest.fixture
+def demo_server():
+    server = serve_in_thread(port=0, secret=SECRET, async_fraction=0.0, speed=0.0)
+    yield f"http://127.0.0.1:{server.server_address[1]}/webhook"
+    server.shutdown()
+    server.server_close()
+
+
+def post(url, payload, secret=SECRET, msg_id="msg_demo"):
+    body = webhooks.encode(payload)
+    return httpx.post(url, content=body, headers=webhooks.signed_headers(secret, msg_id, body))
+
+
+def test_the_demo_app_refuses_a_bad_signature(demo_server):
+    assert post(demo_server, {"type": "webhook.ping", "data": {}}, secret=new_webhook_secret()).status_code == 401
+
+
+def test_the_demo_app_answers_a_signed_test(demo_server):
+    payload = {"type": "experiment.test", "data": {"testId": "t1", "repetition": 1, "callbackUrl": "http://127.0.0.1:9/",
+               "task": task(0), "experiment": {"overrides": {"answer": {"model": "gpt-4o", "temperature": 0.0}}}}}  # fmt: skip
+    response = post(demo_server, payload)
+    assert response.status_code == 200
+    assert response.json() == json.loads(json.dumps(pipeline.answer(task(0), payload["data"]["experiment"]["overrides"])))
+
+
+@pytest.mark.django_db
+def test_load_demo_runs_a_baseline_and_variants_and_is_idempotent(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    call_command("load_demo")
+    call_command("load_demo")
+    team = Team.objects.get(slug="demo")
+    experiment = Experiment.objects.get(team=team)
+    assert experiment.status == State.IDLE
+    runs = Run.objects.filter(experiment=experiment)
+    assert runs.count() == 4 and set(runs.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
+    assert experiment.application.webhook_url == "http://127.0.0.1:8100/webhook"
+    assert (tmp_path / "demo_app.secret").read_text().strip() == experiment.application.webhook_secret
+    assert team.memberships.get(user__username="demo").role == "admin"

@@ -1,0 +1,143 @@
+"""Celery entry points: task bodies called directly, enqueueing on commit, and a real worker end to end."""
+
+import time
+
+import pytest
+
+from demo_app import pipeline
+from demo_app.catalog import TASKS
+from demo_app.server import serve_in_thread
+from experiments_app import actions, tasks
+from experiments_app.models import DeliveryAttempt, Experiment, InferenceStep, Run, RunStatus, Task, Test
+from experiments_app.models import TestStatus as Status
+from experiments_app.states import State
+from tests.engine_fixtures import Reply, start_baseline, wait_for
+from tests.factories import make_application
+
+
+@pytest.mark.django_db
+def test_starting_a_run_enqueues_dispatch_on_commit(receiver, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        start_baseline(receiver.url, n_tasks=1)
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_the_dispatch_task_body_sends_due_tests(receiver, fast_engine):
+    run = start_baseline(receiver.url, n_tasks=2)
+    assert tasks.dispatch_application(str(run.experiment.application_id)) is None
+    assert len(receiver.requests) == 2
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_the_dispatch_task_ignores_a_deleted_application():
+    assert tasks.dispatch_application("6f1c0000-0000-4000-8000-000000000000") is None
+
+
+@pytest.mark.django_db
+def test_the_sweep_task_body_runs_a_sweep(receiver, fast_engine):
+    run = start_baseline(receiver.url, n_tasks=1)
+    Test.objects.filter(run=run).update(status=Status.PASSED)
+    tasks.sweep_tests()
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+# --- a real worker -------------------------------------------------------------
+
+
+def run_finished(run_id):
+    return Run.objects.filter(pk=run_id).exclude(status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).first()
+
+
+def demo_setup(url, n_tasks=12):
+    application = make_application(webhook_url=url, max_concurrency=5, timeout_seconds=5, result_timeout_seconds=30)
+    from experiments_app.management.commands.load_demo import STEPS
+
+    for external_id, fields in STEPS.items():
+        InferenceStep.objects.create(application=application, external_id=external_id, **fields)
+    chosen = TASKS[:: max(1, len(TASKS) // n_tasks)][:n_tasks]
+    task_rows = [Task.objects.create(application=application, **task) for task in chosen]
+    experiment = actions.create_experiment(application, name="End to end")
+    actions.set_scope(experiment, steps=list(STEPS), tasks=task_rows)
+    actions.update_experiment(experiment, evaluators=[{"type": "exact_match", "name": "correct"}])
+    return application, Experiment.objects.get(pk=experiment.pk)
+
+
+def expected_passes(run):
+    """How many tests pass when the demo pipeline answers with the run's config."""
+    passes = 0
+    for test in Test.objects.filter(run=run):
+        result = pipeline.answer({"externalId": test.task_external_id, "input": test.task_input}, run.config, test.repetition)
+        passes += result["output"] == test.task_expected
+    return passes
+
+
+def check_outputs_match_the_application(run):
+    for test in Test.objects.filter(run=run):
+        result = pipeline.answer({"externalId": test.task_external_id, "input": test.task_input}, run.config, test.repetition)
+        assert test.output == result["output"]
+        assert test.metrics == result["metrics"]
+        assert test.trace_id == result["traceId"]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_runs_a_baseline_and_a_branch_of_variants_end_to_end(celery_worker_process, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    server = serve_in_thread(port=0, async_fraction=0.4, speed=0.01, callback_delay=0.05)
+    try:
+        application, experiment = demo_setup(f"http://127.0.0.1:{server.server_address[1]}/webhook")
+        server.app.fixed_secret = application.webhook_secret
+        baseline_run = actions.start_baseline_run(experiment)
+        baseline_run = wait_for(lambda: run_finished(baseline_run.pk), 60, message=f"the baseline run\n{celery_worker_process.log()[-2000:]}")
+        assert baseline_run.status == RunStatus.SUCCEEDED
+        check_outputs_match_the_application(baseline_run)
+        assert baseline_run.passed == expected_passes(baseline_run)
+        assert Experiment.objects.get(pk=experiment.pk).status == State.BASELINE_COMPLETE
+        assert DeliveryAttempt.objects.filter(test__run=baseline_run, status_code=202).exists()
+
+        experiment.refresh_from_db()
+        cooler = actions.create_variant(experiment, parent=experiment.baseline, inference_step="answer", parameter="temperature", value=0.2)
+        stronger = actions.create_variant(experiment, parent=cooler, inference_step="answer", parameter="model", value="gpt-4o")
+        runs = []
+        for variant in (cooler, stronger):
+            run = actions.start_variant_run(variant)
+            run = wait_for(lambda: run_finished(run.pk), 60, message="a variant run")
+            assert Experiment.objects.get(pk=experiment.pk).status == State.IDLE
+            check_outputs_match_the_application(run)
+            assert run.passed == expected_passes(run)
+            runs.append(run)
+        assert runs[1].config["answer"]["temperature"] == 0.2 and runs[1].config["answer"]["model"] == "gpt-4o"
+        assert baseline_run.passed <= runs[0].passed <= runs[1].passed
+        assert runs[1].aggregates["metrics"]["latency_ms"]["count"] == runs[1].total
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_retries_a_503_and_records_the_200(celery_worker_process, receiver):
+    receiver.handler = lambda received, count: Reply(503) if count == 1 else Reply(200, {"output": "ok", "passed": True})
+    run = start_baseline(receiver.url, n_tasks=1)
+    run = wait_for(lambda: run_finished(run.pk), 30, message="the run")
+    test = Test.objects.get(run=run)
+    assert (test.status, test.attempts) == (Status.PASSED, 2)
+    assert list(test.delivery_attempts.values_list("status_code", flat=True)) == [503, 200]
+    first, second = receiver.for_test(test.pk)
+    assert 0.9 <= second.at - first.at <= 5.5  # the first retry comes within 5 s
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_sweep_errors_a_silent_test(celery_worker_process, receiver):
+    receiver.handler = lambda received, count: Reply(202)
+    run = start_baseline(receiver.url, n_tasks=1, result_timeout_seconds=1)
+    wait_for(lambda: Test.objects.filter(run=run, result_due_at__isnull=False).exists(), 30, message="the 202")
+    time.sleep(1.1)
+    tasks.sweep_tests.delay()
+    run = wait_for(lambda: run_finished(run.pk), 30, message="the sweep")
+    assert run.status == RunStatus.FAILED
+    assert Test.objects.get(run=run).status == Status.ERRORED
+    assert Experiment.objects.get(pk=run.experiment_id).status == State.BASELINE_FAILED
