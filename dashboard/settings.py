@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -155,6 +156,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Two queues. A dispatcher holds a worker process for the length of a run, so the
+# sweeper (which errors silent tests, recovers lost leases and wakes dispatchers) has
+# its own queue: the Procfile and docker-compose run one small worker on it, so it
+# never waits behind busy dispatchers. A plain `celery worker` consumes both.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("sweep"))
+CELERY_TASK_ROUTES = {"experiments_app.tasks.sweep_tests": {"queue": "sweep"}}
 # How often the sweeper re-dispatches expired leases and errors silent tests (seconds).
 SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 5)
 # Delivery policy (SPEC §4): at least 4 attempts, first retry within 5 s, doubling to 60 s.
@@ -168,7 +176,12 @@ DISPATCH_LEASE_SECONDS = envfloat("DISPATCH_LEASE_SECONDS", 30.0)
 DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-tests": {"task": "experiments_app.tasks.sweep_tests", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    # A sweep not started within a few intervals is dropped: the next one does its work.
+    "sweep-tests": {
+        "task": "experiments_app.tasks.sweep_tests",
+        "schedule": float(SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": float(SWEEP_INTERVAL_SECONDS * 3)},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -166,27 +166,32 @@ class WorkerProcess:
     def log(self):
         return self.log_path.read_text(errors="replace")
 
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
-    """A real `celery worker` subprocess on the same broker and the test database; the
-    callbackUrl it sends points at the live server of this test process."""
-    with django_db_blocker.unblock():
-        url = database_url()
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+
+def start_worker(url, public_url, log_path, *, queues=None, concurrency=2):
+    """Start a real `celery worker` subprocess on the test broker and `url`; wait until it is ready."""
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PUBLIC_URL": live_server.url,
+        "PUBLIC_URL": public_url,
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
     command = [
         sys.executable, "-m", "celery", "-A", "dashboard", "worker",
-        "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--loglevel", "INFO", "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
         "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
     ]  # fmt: skip
+    if queues:
+        command += ["--queues", ",".join(queues)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     worker = WorkerProcess(process, log_path)
@@ -196,13 +201,18 @@ def celery_worker_process(django_db_setup, django_db_blocker, live_server, tmp_p
             process.kill()
             pytest.fail(f"The Celery worker did not start:\n{worker.log()[-3000:]}")
         time.sleep(0.2)
+    return worker
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
+    """A real `celery worker` subprocess on the same broker and the test database, consuming
+    every queue; the callbackUrl it sends points at the live server of this test process."""
+    with django_db_blocker.unblock():
+        url = database_url()
+    worker = start_worker(url, live_server.url, tmp_path_factory.mktemp("worker") / "worker.log")
     yield worker
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    worker.stop()
 
 
 def wait_for(predicate, timeout=30.0, interval=0.1, message="condition"):

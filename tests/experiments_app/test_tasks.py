@@ -141,3 +141,41 @@ def test_the_worker_sweep_errors_a_silent_test(celery_worker_process, receiver):
     assert run.status == RunStatus.FAILED
     assert Test.objects.get(run=run).status == Status.ERRORED
     assert Experiment.objects.get(pk=run.experiment_id).status == State.BASELINE_FAILED
+
+
+def test_the_sweep_has_its_own_queue_and_dispatch_keeps_the_default():
+    from dashboard.celery import app
+
+    assert app.amqp.router.route({}, tasks.sweep_tests.name)["queue"].name == "sweep"
+    assert app.amqp.router.route({}, tasks.dispatch_application.name)["queue"].name == "celery"
+    assert {"celery", "sweep"} <= set(app.amqp.queues)  # a plain `celery worker` consumes both
+
+
+def test_the_procfile_runs_a_dedicated_sweeper_and_keeps_dispatchers_off_its_queue():
+    from tests.engine_fixtures import BASE_DIR
+
+    lines = dict(line.split(": ", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.strip())
+    assert "--queues celery " in lines["worker"] + " "
+    assert "--queues sweep " in lines["sweeper"] + " "
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_on_the_sweep_queue_alone_errors_a_silent_test(receiver, fast_engine, live_server, tmp_path):
+    """What the Procfile's sweeper does: a worker consuming only the sweep queue sweeps."""
+    from tests.engine_fixtures import database_url, start_worker
+
+    receiver.handler = lambda received, count: Reply(202)
+    run = start_baseline(receiver.url, n_tasks=1, result_timeout_seconds=1)
+    tasks.dispatch_application(str(run.experiment.application_id))  # the 202, sent from this process
+    assert Test.objects.get(run=run).result_due_at is not None
+    queue = f"sweep-test-{run.pk.hex[:8]}"  # a queue no other worker of this session consumes
+    sweeper = start_worker(database_url(), live_server.url, tmp_path / "sweeper.log", queues=[queue], concurrency=1)
+    try:
+        time.sleep(1.1)
+        tasks.sweep_tests.apply_async(queue=queue)
+        run = wait_for(lambda: run_finished(run.pk), 30, message="the sweep")
+    finally:
+        sweeper.stop()
+    assert "sweep_tests" in sweeper.log()
+    assert (run.status, Test.objects.get(run=run).status) == (RunStatus.FAILED, Status.ERRORED)
