@@ -228,6 +228,10 @@ def test_full_flow_against_the_demo_application(page, live_server, celery_worker
     page.fill("#branch input[name=name]", "cooler")
     page.click("#branch button:has-text('Create variant')")
     page.wait_for_selector("li[data-variant]:has-text('cooler') button:has-text('Run')")
+    # real simulated latency (~1 s a request, 12 tests at concurrency 5): the run lasts
+    # seconds, so its running status and progress bar are there to be seen, however fast the worker
+    demo_server.app.speed = 1.0
+    settled(page)
     page.click("li[data-variant]:has-text('cooler') button:has-text('Run')")
     wait_for_status(page, "running variant")
     page.wait_for_selector("#progress .bar")
