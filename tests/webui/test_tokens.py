@@ -6,6 +6,7 @@ import pytest
 
 from experiments_app.models import ApiToken, Membership, Role
 from tests.factories import make_team
+from webui.views.tokens import SESSION_NEW_TOKEN_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -60,15 +61,43 @@ def test_admin_sees_the_form_and_a_revoke_button_with_confirmation(admin):
     assert f'action="{revoke_url(token)}"' in html and "hx-confirm" in html
 
 
-def test_admin_issues_a_token_and_sees_it_once(admin):
+def test_admin_issue_redirects_and_the_next_page_shows_the_token_once(admin):
     response = admin.post(PAGE, {"name": "CI", "role": "viewer"})
-    assert response.status_code == 200
-    raw = shown_raw_token(response.content.decode())
+    assert response.status_code == 302 and response["Location"] == PAGE
+    assert shown_raw_token(response.content.decode()) is None
+    shown = admin.get(PAGE)
+    raw = shown_raw_token(shown.content.decode())
     token = ApiToken.find(raw)
     assert (token.team, token.role, token.name) == (admin.team, Role.VIEWER, "CI")
-    assert "no-store" in response["Cache-Control"]
-    again = admin.get(PAGE).content.decode()
-    assert raw not in again and token.prefix in again
+    assert "no-store" in shown["Cache-Control"]
+    again = admin.get(PAGE)
+    assert raw not in again.content.decode() and token.prefix in again.content.decode()
+    assert "no-store" not in again.get("Cache-Control", "")
+
+
+def test_refreshing_after_issuing_does_not_issue_a_second_token(admin):
+    admin.post(PAGE, {"name": "CI", "role": "editor"}, follow=True)
+    admin.get(PAGE)
+    admin.get(PAGE)
+    assert ApiToken.objects.count() == 1
+
+
+def test_the_raw_token_leaves_the_session_once_shown(admin):
+    admin.post(PAGE, {"name": "CI", "role": "editor"})
+    assert SESSION_NEW_TOKEN_KEY in admin.session
+    admin.get(PAGE)
+    assert SESSION_NEW_TOKEN_KEY not in admin.session
+
+
+def test_a_token_issued_for_one_team_is_not_shown_in_another(admin):
+    other = make_team(name="Other team")
+    Membership.objects.create(team=other, user=admin.user, role=Role.ADMIN)
+    admin.post("/teams/switch/", {"team": str(admin.team.pk), "next": PAGE})
+    admin.post(PAGE, {"name": "CI", "role": "editor"})
+    assert ApiToken.objects.get().team == admin.team
+    admin.post("/teams/switch/", {"team": str(other.pk), "next": PAGE})
+    assert shown_raw_token(admin.get(PAGE).content.decode()) is None
+    assert SESSION_NEW_TOKEN_KEY not in admin.session
 
 
 def test_htmx_issue_answers_the_fragment_with_the_token(admin):
@@ -76,6 +105,9 @@ def test_htmx_issue_answers_the_fragment_with_the_token(admin):
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
     assert ApiToken.find(shown_raw_token(html)).role == Role.EDITOR
+    assert "no-store" in response["Cache-Control"]
+    assert SESSION_NEW_TOKEN_KEY not in admin.session
+    assert shown_raw_token(admin.get(PAGE).content.decode()) is None
 
 
 def test_issue_with_a_bad_role_is_a_form_error(admin):

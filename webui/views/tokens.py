@@ -12,6 +12,10 @@ from webui.access import can, require_role, team_ids, team_member
 from webui.forms import TokenForm, apply_errors
 
 
+# The raw token waits here between the POST that issues it and the GET that shows it once.
+SESSION_NEW_TOKEN_KEY = "webui_new_token"
+
+
 def tokens_context(request, form=None, raw_token=None):
     return {
         "team": request.team,
@@ -20,6 +24,14 @@ def tokens_context(request, form=None, raw_token=None):
         "raw_token": raw_token,
         "can_admin": can(request, request.team.pk, Role.ADMIN),
     }
+
+
+def pop_new_token(request):
+    """The raw token issued just before (for the current team), removed from the session so it shows once."""
+    parked = request.session.pop(SESSION_NEW_TOKEN_KEY, None)
+    if isinstance(parked, dict) and parked.get("team") == str(request.team.pk):
+        return parked.get("raw")
+    return None
 
 
 @require_http_methods(["GET", "POST"])
@@ -37,11 +49,16 @@ def token_list(request):
                 apply_errors(form, error)
             else:
                 form = None
+                if not request.htmx:
+                    # POST/redirect/GET: a refresh must not issue a second token. The raw value
+                    # sits in the session only until that GET pops it.
+                    request.session[SESSION_NEW_TOKEN_KEY] = {"team": str(request.team.pk), "raw": raw_token}
+                    return redirect("webui:team-tokens")
+    else:
+        raw_token = pop_new_token(request)
     template = "webui/team_tokens.html#tokens" if request.htmx else "webui/team_tokens.html"
     response = render(request, template, tokens_context(request, form, raw_token), status=400 if form is not None and form.errors else 200)
     if raw_token:
-        # The raw token is answered here rather than after a redirect: parking it in the
-        # session would store the credential the database only keeps a hash of.
         response["Cache-Control"] = "no-store"
     return response
 
