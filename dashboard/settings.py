@@ -174,6 +174,9 @@ WEBHOOK_RETRY_AFTER_MAX_SECONDS = envfloat("WEBHOOK_RETRY_AFTER_MAX_SECONDS", 12
 # DISPATCH_IDLE_SECONDS for retries about to fall due before leaving them to the sweeper.
 DISPATCH_LEASE_SECONDS = envfloat("DISPATCH_LEASE_SECONDS", 30.0)
 DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
+# A claimed test is its dispatcher's for 2 × timeout_seconds plus this margin; after
+# that (the worker died mid-request) the sweeper hands it to another dispatcher.
+DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECONDS", 15.0)
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.

@@ -175,10 +175,11 @@ class WorkerProcess:
             self.process.wait()
 
 
-def start_worker(url, public_url, log_path, *, queues=None, concurrency=2):
+def start_worker(url, public_url, log_path, *, queues=None, concurrency=2, pool=None, env=None):
     """Start a real `celery worker` subprocess on the test broker and `url`; wait until it is ready."""
     env = {
         **os.environ,
+        **(env or {}),
         "DATABASE_URL": url,
         "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PUBLIC_URL": public_url,
@@ -192,6 +193,8 @@ def start_worker(url, public_url, log_path, *, queues=None, concurrency=2):
     ]  # fmt: skip
     if queues:
         command += ["--queues", ",".join(queues)]
+    if pool:
+        command += ["--pool", pool]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     worker = WorkerProcess(process, log_path)

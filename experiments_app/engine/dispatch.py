@@ -35,9 +35,6 @@ from experiments_app.models import (
 
 logger = logging.getLogger(__name__)
 
-# A claimed test may wait behind one full round of requests and then take its own
-# timeout; it stays ours this long past both before another dispatcher may take it back.
-TEST_LEASE_MARGIN_SECONDS = 15
 # Tests claimed but waiting for a free slot, per unit of max_concurrency: the sender
 # starts the next request the moment one ends, while this thread writes outcomes.
 QUEUE_FACTOR = 1
@@ -120,7 +117,9 @@ def log_lost_attempts(tests, now):
 def claim_tests(application, limit):
     """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease); return them."""
     now = timezone.now()
-    lease = now + timedelta(seconds=2 * application.timeout_seconds + TEST_LEASE_MARGIN_SECONDS)
+    # A claimed test may wait behind one full round of requests and then take its own
+    # timeout; it stays ours that long plus a margin before another dispatcher may take it back.
+    lease = now + timedelta(seconds=2 * application.timeout_seconds + policy.setting("DISPATCH_TEST_LEASE_MARGIN_SECONDS"))
     with transaction.atomic():
         ids = list(
             application_tests(application.pk)

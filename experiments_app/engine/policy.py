@@ -14,6 +14,9 @@ DEFAULTS = {
     "WEBHOOK_RETRY_AFTER_MAX_SECONDS": 120.0,  # a Retry-After above this is capped
     "DISPATCH_LEASE_SECONDS": 30.0,  # how long a dispatcher owns an application between renewals
     "DISPATCH_IDLE_SECONDS": 15.0,  # a dispatcher waits this long for retries falling due before leaving them to the sweeper
+    # a claimed test stays its dispatcher's for 2 × timeout_seconds plus this; past that
+    # (its worker died mid-request) another dispatcher takes it back
+    "DISPATCH_TEST_LEASE_MARGIN_SECONDS": 15.0,
     "RESULT_MAX_BYTES": 5 * 1024 * 1024,
 }
 

@@ -179,3 +179,47 @@ def test_a_worker_on_the_sweep_queue_alone_errors_a_silent_test(receiver, fast_e
         sweeper.stop()
     assert "sweep_tests" in sweeper.log()
     assert (run.status, Test.objects.get(run=run).status) == (RunStatus.FAILED, Status.ERRORED)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_run_costs_seconds_and_no_test_is_recorded_twice(
+    celery_worker_process, receiver, live_server, tmp_path, monkeypatch
+):
+    """SIGKILL the worker that is sending a run; the sweeper and another worker finish it."""
+    from experiments_app.models import Transition
+    from tests.engine_fixtures import database_url, start_worker
+
+    # This test decides which worker gets the first wake-up: the doomed one, not the session's.
+    monkeypatch.setattr(tasks.dispatch_application, "delay_on_commit", lambda *args, **kwargs: None)
+    receiver.handler = lambda received, count: Reply(200, {"output": "ok", "passed": True}, delay=1.0)
+    run = start_baseline(receiver.url, n_tasks=12, max_concurrency=4, timeout_seconds=2)
+    queue = f"doomed-{run.pk.hex[:8]}"
+    doomed = start_worker(
+        database_url(), live_server.url, tmp_path / "doomed.log", queues=[queue], pool="solo",
+        env={"DISPATCH_LEASE_SECONDS": "2", "DISPATCH_TEST_LEASE_MARGIN_SECONDS": "1"},
+    )  # fmt: skip
+    try:
+        tasks.dispatch_application.apply_async(args=[str(run.experiment.application_id)], queue=queue)
+        wait_for(lambda: len(receiver.requests) >= 4, 30, message="the doomed worker's first requests")
+    finally:
+        doomed.process.kill()  # solo pool: the dispatcher dies with the process, mid-request
+        doomed.process.wait()
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    assert Test.objects.filter(run=run, status=Status.DISPATCHED).exists()  # requests were in flight
+
+    killed_at = time.monotonic()
+    while not run_finished(run.pk):  # the beat's job, done here every second
+        assert time.monotonic() - killed_at < 60, "the run was not finished after the worker died"
+        tasks.sweep_tests.delay()
+        time.sleep(1)
+    run = Run.objects.get(pk=run.pk)
+    assert (run.status, run.total, run.passed, run.errored) == (RunStatus.SUCCEEDED, 12, 12, 0)
+    for test in Test.objects.filter(run=run):
+        received = receiver.for_test(test.pk)
+        assert len({request.headers["webhook-id"] for request in received}) == 1  # retries keep the id
+        numbers = list(test.delivery_attempts.order_by("number").values_list("number", flat=True))
+        assert numbers == list(range(1, test.attempts + 1))  # the lost attempt is logged, no gaps
+    assert len(receiver.requests) > 12  # some tests really were delivered twice
+    completions = Transition.objects.filter(experiment_id=run.experiment_id, to_status=State.BASELINE_COMPLETE)
+    assert completions.count() == 1
