@@ -53,8 +53,10 @@ def variant_response(variant, *, status_code=200):
 class ExperimentViewSet(ApiViewSet):
     serializer_class = ExperimentSerializer
 
-    def load(self, pk, needed=Role.VIEWER):
-        self.experiment = get_visible(self.request, experiment_queryset(), pk)
+    def load(self, pk, needed=Role.VIEWER, queryset=None):
+        # Only the experiment's own representation needs its steps and tasks prefetched
+        # (thousands of rows); every other route loads the row alone.
+        self.experiment = get_visible(self.request, Experiment.objects.all() if queryset is None else queryset, pk)
         require_role(self.request, self.experiment.team_id, needed)
         return self.experiment
 
@@ -84,7 +86,7 @@ class ExperimentViewSet(ApiViewSet):
 
     @extend_schema(responses=ExperimentSerializer)
     def retrieve(self, request, id):
-        return Response(ExperimentSerializer(self.load(id)).data)
+        return Response(ExperimentSerializer(self.load(id, queryset=experiment_queryset())).data)
 
     @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
     def partial_update(self, request, id):

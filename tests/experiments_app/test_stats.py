@@ -1,3 +1,5 @@
+import math
+
 import numpy
 import pytest
 from hypothesis import given
@@ -93,9 +95,20 @@ def test_mcnemar_matches_hand_computed_values(b, c, expected):
     assert stats.mcnemar_exact(b, c) == expected
 
 
-@pytest.mark.parametrize(("b", "c"), [(0, 1), (2, 9), (9, 2), (40, 61), (200, 260), (1, 1000)])
+@pytest.mark.parametrize(
+    ("b", "c"), [(0, 1), (2, 9), (9, 2), (40, 61), (200, 260), (1, 1000), (385, 422), (2400, 2600), (2499, 2501), (9000, 11000)]
+)
 def test_mcnemar_matches_scipy_binomial_test(b, c):
     assert stats.mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-9, abs=1e-300)
+
+
+@given(st.integers(stats.EXACT_INTEGER_LIMIT + 1, 3000), st.floats(0, 1))
+def test_mcnemar_float_sum_agrees_with_the_exact_integer_sum(n, share):
+    """Above EXACT_INTEGER_LIMIT pairs the tail is summed in floats: compare with big integers."""
+    b = round(n * share)
+    k = min(b, n - b)
+    exact = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    assert stats.mcnemar_exact(b, n - b) == pytest.approx(exact, rel=1e-10, abs=1e-300)
 
 
 def test_mcnemar_without_discordant_pairs_is_one():

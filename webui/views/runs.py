@@ -36,6 +36,12 @@ def baseline_run_of(run):
     )
 
 
+def listed_runs(experiment_id):
+    """An experiment's runs for a pick list, newest first, without their stored per-task
+    aggregates and config (hundreds of KB a run with thousands of tasks)."""
+    return Run.objects.filter(experiment_id=experiment_id).select_related("variant").defer("aggregates", "config").order_by("-created_at")
+
+
 def run_summary_context(run):
     counts = run.count_tests()
     counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
@@ -65,7 +71,7 @@ def run_detail(request, pk):
         "filters": FILTERS,
         "baseline": baseline,
         "comparison": comparison,
-        "other_runs": Run.objects.filter(experiment_id=run.experiment_id).exclude(pk=run.pk).select_related("variant").order_by("-created_at")[:50],
+        "other_runs": listed_runs(run.experiment_id).exclude(pk=run.pk)[:50],
     }
     template = "webui/run_detail.html#run-table" if request.htmx else "webui/run_detail.html"
     return render(request, template, context)
@@ -121,7 +127,7 @@ def run_compare(request, new, old):
         "comparison": comparison,
         "improved": sorted(names.get(task, task) for task in comparison["improved"]),
         "regressed": sorted(names.get(task, task) for task in comparison["regressed"]),
-        "runs": Run.objects.filter(experiment_id=new_run.experiment_id).select_related("variant").order_by("-created_at")[:100],
+        "runs": listed_runs(new_run.experiment_id)[:100],
     }
     return render(request, "webui/run_compare.html", context)
 
