@@ -361,6 +361,8 @@ class Test(models.Model):
         indexes = [
             models.Index(fields=["run", "status"], name="test_run_status"),
             models.Index(fields=["status", "next_attempt_at"], name="test_status_due"),
+            # the run page and the API list a run's tests a page at a time in this order
+            models.Index(fields=["run", "task_external_id", "repetition"], name="test_run_task_order"),
         ]
 
     def __str__(self):
