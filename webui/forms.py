@@ -171,21 +171,48 @@ class StepsForm(forms.Form):
 
 
 class TasksForm(forms.Form):
-    MODES = [("all", "All tasks"), ("tag", "By tag"), ("pick", "By hand")]
-    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="all")
-    tag = forms.CharField(required=False)
-    tasks = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    """Select every task, or every task with a tag; picking by hand is the task picker's job."""
 
-    def __init__(self, *args, choices=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["tasks"].choices = [(str(pk), label) for pk, label in choices]
+    MODES = [("all", "All tasks"), ("tag", "By tag")]
+    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="all")
+    tag = forms.CharField(required=False, max_length=200)
 
     def clean(self):
         data = super().clean()
         if data.get("mode") == "tag" and not data.get("tag"):
             self.add_error("tag", "Pick a tag.")
-        if data.get("mode") == "pick" and not data.get("tasks"):
-            self.add_error("tasks", "Pick at least one task.")
+        return data
+
+
+class TaskFilterForm(forms.Form):
+    """The task picker's search: text in the external id or name, a tag, selected or not."""
+
+    SHOW = [("", "All tasks"), ("selected", "Selected"), ("unselected", "Not selected")]
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    tag = forms.CharField(required=False, max_length=200)
+    show = forms.ChoiceField(choices=SHOW, required=False)
+    page = forms.CharField(required=False, max_length=20)
+
+    def filters(self):
+        """The filters as strings; a bad one (too long, unknown `show`) is left out rather than refused."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {name: (data.get(name) or "").strip() for name in ("q", "tag", "show", "page")}
+
+
+class TaskPickForm(TaskFilterForm):
+    """One change to the selection: add or remove a task, or add/remove every task the filters match."""
+
+    BULK = [("add-matching", "Add all matching"), ("remove-matching", "Remove all matching")]
+    add = forms.UUIDField(required=False)
+    remove = forms.UUIDField(required=False)
+    bulk = forms.ChoiceField(choices=BULK, required=False)
+
+    def clean(self):
+        data = super().clean()
+        chosen = [name for name in ("add", "remove", "bulk") if data.get(name)]
+        if len(chosen) != 1 and not self.errors:
+            raise forms.ValidationError("Name one change: a task to add, a task to remove, or add/remove all matching.")
         return data
 
 
@@ -205,9 +232,20 @@ class SettingsForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
     )
 
+    def __init__(self, *args, editable=None, **kwargs):
+        """`editable`: the fields that may change (None: all); the others are shown disabled."""
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if editable is not None and name not in editable:
+                field.disabled = True
+
     def clean_evaluators(self):
         value = self.cleaned_data["evaluators"]
         return [] if value in (None, "") else value
+
+    def changes(self):
+        """The cleaned values of the fields that may change (disabled ones keep their initial value)."""
+        return {name: value for name, value in self.cleaned_data.items() if not self.fields[name].disabled}
 
     def field_for_error(self, key):
         return "evaluators" if key.startswith("evaluators") else key

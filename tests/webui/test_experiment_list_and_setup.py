@@ -1,5 +1,7 @@
 """The experiments list and the new-experiment flow: name → steps → tasks → baseline config → run."""
 
+import re
+
 import pytest
 
 from experiments_app import actions
@@ -8,6 +10,8 @@ from tests.factories import make_application, make_step, make_task
 from tests.webui.conftest import make_ready, make_with_results, signed_in
 
 pytestmark = pytest.mark.django_db
+
+ALL_CHECKED = re.compile(r'name="mode" value="all"[^>]*checked')
 
 
 def test_list_shows_status_badges_and_last_activity(editor):
@@ -117,14 +121,23 @@ def test_setup_flow_picks_steps_tasks_and_baseline_config(editor):
     assert experiment.status == "running_baseline" and experiment.runs.get().total == 4
 
 
-def test_setup_picks_tasks_by_hand_and_all(editor):
+def test_setup_selects_all_tasks_after_a_hand_pick(editor):
     experiment = draft(editor.team)
     url = f"/experiments/{experiment.pk}/setup/"
     task = experiment.application.tasks.get(external_id="task3")
-    editor.post(url + "tasks/", {"mode": "pick", "tasks": [str(task.pk)]})
+    editor.post(url + "tasks/pick/", {"add": str(task.pk)})
     assert list(experiment.tasks.values_list("external_id", flat=True)) == ["task3"]
+    assert not ALL_CHECKED.search(editor.get(url).content.decode())  # a hand pick is neither mode
     editor.post(url + "tasks/", {"mode": "all"})
     assert experiment.tasks.count() == 4
+    assert ALL_CHECKED.search(editor.get(url).content.decode())
+
+
+def test_setup_tasks_names_an_unknown_mode(editor):
+    experiment = draft(editor.team)
+    response = editor.post(f"/experiments/{experiment.pk}/setup/tasks/", {"mode": "pick"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400 and b"errorlist" in response.content and b"pick is not one of" in response.content
+    assert experiment.tasks.count() == 0
 
 
 def test_setup_reports_a_tag_without_tasks(editor):
@@ -204,3 +217,76 @@ def test_another_teams_details_cannot_be_changed(editor, outsider):
     assert outsider.post(f"/experiments/{experiment.pk}/setup/details/", {"name": "Taken"}).status_code == 404
     experiment.refresh_from_db()
     assert experiment.name == "Flow"
+
+
+def input_tag(html, name):
+    """The opening tag of the form control named `name`."""
+    return re.search(rf'<(?:input|textarea|select)[^>]*name="{name}"[^>]*>', html).group(0)
+
+
+def test_settings_page_keeps_max_error_rate_editable_after_the_baseline_ran(editor):
+    experiment, *_ = make_with_results(editor.team)
+    html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    assert "Save settings" in html
+    assert "disabled" not in input_tag(html, "max_error_rate")
+    assert "disabled" in input_tag(html, "repetitions") and "disabled" in input_tag(html, "evaluators")
+
+
+def test_max_error_rate_changes_after_the_baseline_ran_and_the_rest_stays(editor):
+    experiment, *_ = make_with_results(editor.team)
+    before = (experiment.repetitions, experiment.evaluators)
+    response = editor.post(
+        f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.35", "repetitions": "7", "evaluators": '[{"type": "contains"}]'}
+    )
+    assert response.status_code == 302
+    experiment.refresh_from_db()
+    assert experiment.max_error_rate == 0.35 and (experiment.repetitions, experiment.evaluators) == before
+
+
+def test_htmx_max_error_rate_change_after_the_lock_answers_the_setup_fragment(editor):
+    experiment, *_ = make_with_results(editor.team)
+    response = editor.post(f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.05"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200 and html.lstrip().startswith('<div id="setup">')
+    assert 'value="0.05"' in input_tag(html, "max_error_rate")
+    experiment.refresh_from_db()
+    assert experiment.max_error_rate == 0.05
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "lots", ""])
+def test_a_bad_max_error_rate_after_the_lock_is_a_form_error(editor, value):
+    experiment, *_ = make_with_results(editor.team)
+    response = editor.post(f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": value}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 400
+    section = html[html.index('id="setup-settings"') : html.index('id="setup-run"')]
+    assert "has-error" in section and "errorlist" in section
+    experiment.refresh_from_db()
+    assert experiment.max_error_rate == 0.2
+
+
+def test_settings_of_an_archived_experiment_are_read_only(editor):
+    experiment, *_ = make_with_results(editor.team)
+    actions.archive_experiment(experiment)
+    html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    assert "Save settings" not in html and "disabled" in input_tag(html, "max_error_rate")
+    response = editor.post(f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.5"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 409 and b"archived" in response.content
+    experiment.refresh_from_db()
+    assert experiment.max_error_rate == 0.2
+
+
+def test_a_viewer_cannot_change_settings_after_the_lock(editor):
+    experiment, *_ = make_with_results(editor.team)
+    viewer = signed_in(editor.team, Role.VIEWER)
+    html = viewer.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    assert "Save settings" not in html and "disabled" in input_tag(html, "max_error_rate")
+    assert viewer.post(f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.5"}).status_code == 403
+    experiment.refresh_from_db()
+    assert experiment.max_error_rate == 0.2
+
+
+def test_all_settings_stay_editable_before_the_lock(editor):
+    experiment = draft(editor.team)
+    html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    assert all("disabled" not in input_tag(html, name) for name in ("repetitions", "max_error_rate", "evaluators"))

@@ -1,39 +1,113 @@
 """The new-experiment flow after naming it: steps → tasks → baseline config → settings → run baseline."""
 
+from urllib.parse import urlencode
+
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.vary import vary_on_headers
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions, states
+from experiments_app.actions.experiments import EDITABLE_WHEN_LOCKED
 from experiments_app.errors import DomainError, ValidationFailed
-from experiments_app.models import InferenceStep, Task
+from experiments_app.models import Experiment, InferenceStep, Task
 from experiments_app.states import State
 from webui.access import can, refuse, require_role, team_member
-from webui.forms import BaselineForm, DetailsForm, SettingsForm, StepsForm, TasksForm, apply_errors
+from webui.forms import BaselineForm, DetailsForm, SettingsForm, StepsForm, TaskFilterForm, TaskPickForm, TasksForm, apply_errors
 from webui.views.experiments import load_experiment
 
-PICK_LIMIT = 1000
-SECTIONS = ("details", "steps", "tasks", "baseline", "settings")
+PICKER_PAGE_SIZE = 50
+NO_FILTERS = {"q": "", "tag": "", "show": "", "page": ""}
 
 
-def setup_context(request, experiment, bound=None):
+def scope_flags(request, experiment):
+    locked = experiment.locked_at is not None or experiment.status not in (State.DRAFT, State.BASELINE_PENDING)
+    return {
+        "locked": locked,
+        "editable": can(request, experiment.team_id) and not locked,
+        "can_run": can(request, experiment.team_id) and states.is_allowed(experiment.status, State.RUNNING_BASELINE),
+    }
+
+
+def settings_editable(request, experiment, locked):
+    """The settings this user may change now: all before the lock, the domain's
+    EDITABLE_WHEN_LOCKED ones after it, none when archived or for a viewer."""
+    if not can(request, experiment.team_id) or experiment.status == State.ARCHIVED:
+        return set()
+    fields = set(SettingsForm.base_fields)
+    return fields & EDITABLE_WHEN_LOCKED if locked else fields
+
+
+def matching_tasks(experiment, filters):
+    """The application's tasks the picker's filters match, in external id order, each annotated `selected`."""
+    chosen = Experiment.tasks.through.objects.filter(experiment_id=experiment.pk, task_id=OuterRef("pk"))
+    tasks = Task.objects.filter(application_id=experiment.application_id).annotate(selected=Exists(chosen))
+    if filters["q"]:
+        tasks = tasks.filter(Q(external_id__icontains=filters["q"]) | Q(name__icontains=filters["q"]))
+    if filters["show"] == "selected":
+        tasks = tasks.filter(selected=True)
+    elif filters["show"] == "unselected":
+        tasks = tasks.filter(selected=False)
+    if filters["tag"]:
+        tasks = tasks.with_tag(filters["tag"])
+    return tasks.order_by("external_id", "pk")
+
+
+def picker_query(filters, **extra):
+    return urlencode({**{key: filters[key] for key in ("q", "tag", "show") if filters[key]}, **extra})
+
+
+def setup_url(experiment, filters):
+    query = picker_query(filters, **({"page": filters["page"]} if filters["page"] else {}))
+    return reverse("webui:experiment-setup", args=[experiment.pk]) + (f"?{query}" if query else "") + "#task-picker"
+
+
+def picker_context(request, experiment, filters):
+    """What the task picker and the parts a pick changes (status, counts, run button) render from."""
+    flags = scope_flags(request, experiment)
+    tasks = matching_tasks(experiment, filters).only("id", "external_id", "name", "tags")
+    page = Paginator(tasks, PICKER_PAGE_SIZE).get_page(filters["page"])
+    if experiment.status == State.ARCHIVED:
+        lock_reason = "The experiment is archived and read-only."
+    elif flags["locked"]:
+        lock_reason = "The task selection is locked since the baseline ran."
+    elif not flags["editable"]:
+        lock_reason = "Only editors and admins change the task selection."
+    else:
+        lock_reason = ""
+    return {
+        **flags,
+        "experiment": experiment,
+        "filters": filters,
+        "picker_page": page,
+        "picker_query": picker_query(filters),
+        "previous_query": picker_query(filters, page=page.previous_page_number()) if page.has_previous() else "",
+        "next_query": picker_query(filters, page=page.next_page_number()) if page.has_next() else "",
+        "picker_lock_reason": lock_reason,
+        "n_selected_tasks": experiment.tasks.count(),
+        "n_app_tasks": Task.objects.filter(application_id=experiment.application_id).count(),
+    }
+
+
+def setup_context(request, experiment, bound=None, filters=None):
     """Every section's form; `bound` replaces one section's form (after a refused POST)."""
     bound = bound or {}
+    context = picker_context(request, experiment, filters or NO_FILTERS)
+    locked, editable = context["locked"], context["editable"]
+    n_selected, n_tasks = context["n_selected_tasks"], context["n_app_tasks"]
     app_steps = list(InferenceStep.objects.filter(application_id=experiment.application_id))
-    task_rows = list(Task.objects.filter(application_id=experiment.application_id).values_list("pk", "external_id", "tags"))
+    tag_lists = Task.objects.filter(application_id=experiment.application_id).values_list("tags", flat=True)
     selected_steps = list(experiment.inference_steps.values_list("external_id", flat=True))
-    selected_tasks = {str(pk) for pk in experiment.tasks.values_list("pk", flat=True)}
-    baseline = experiment.baseline
-    locked = experiment.locked_at is not None or experiment.status not in (State.DRAFT, State.BASELINE_PENDING)
-    editable = can(request, experiment.team_id) and not locked
-    pickable = [(pk, ext) for pk, ext, _ in task_rows[:PICK_LIMIT]]
+    settings = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
+    settings_fields = settings_editable(request, experiment, locked)
     forms = {
         "steps": bound.get("steps") or StepsForm(steps=app_steps, initial={"steps": selected_steps}),
-        "tasks": bound.get("tasks") or TasksForm(choices=pickable, initial={"mode": "pick" if selected_tasks and len(selected_tasks) < len(task_rows) else "all", "tasks": list(selected_tasks)}),
-        "baseline": bound.get("baseline") or BaselineForm(config=baseline.config, steps=selected_steps),
-        "settings": bound.get("settings")
-        or SettingsForm(initial={"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}),
+        # A hand-picked selection is neither mode, so then no mode is preselected.
+        "tasks": bound.get("tasks") or TasksForm(initial={"mode": "all" if n_selected in (0, n_tasks) else None}),
+        "baseline": bound.get("baseline") or BaselineForm(config=experiment.baseline.config, steps=selected_steps),
     }
     details_editable = can(request, experiment.team_id) and experiment.status != State.ARCHIVED
     forms["details"] = bound.get("details") or DetailsForm(initial={"name": experiment.name, "description": experiment.description})
@@ -41,18 +115,14 @@ def setup_context(request, experiment, bound=None):
         if not (details_editable if name == "details" else editable):
             for field in form.fields.values():
                 field.disabled = True
+    forms["settings"] = bound.get("settings") or SettingsForm(initial=settings, editable=settings_fields)
     return {
-        "experiment": experiment,
+        **context,
         "forms": forms,
-        "locked": locked,
-        "editable": editable,
         "details_editable": details_editable,
-        "n_app_tasks": len(task_rows),
-        "n_selected_tasks": len(selected_tasks),
-        "pick_truncated": len(task_rows) > PICK_LIMIT,
-        "tags": sorted({tag for _, _, tags in task_rows for tag in (tags or [])}),
+        "settings_editable": bool(settings_fields),
+        "tags": sorted({tag for tags in tag_lists if isinstance(tags, list) for tag in tags if isinstance(tag, str)}),
         "selected_steps": selected_steps,
-        "can_run": can(request, experiment.team_id) and states.is_allowed(experiment.status, State.RUNNING_BASELINE),
     }
 
 
@@ -61,7 +131,7 @@ def setup_context(request, experiment, bound=None):
 @vary_on_headers("HX-Request")
 def experiment_setup(request, pk):
     experiment = load_experiment(request, pk)
-    context = setup_context(request, experiment)
+    context = setup_context(request, experiment, filters=TaskFilterForm(request.GET).filters())
     template = "webui/experiment_setup.html#setup" if request.htmx else "webui/experiment_setup.html"
     return render(request, template, context)
 
@@ -102,21 +172,80 @@ def setup_steps(request, pk):
 def setup_tasks(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    rows = list(Task.objects.filter(application_id=experiment.application_id).values_list("pk", "external_id", "tags"))
-    form = TasksForm(request.POST, choices=[(pk_, ext) for pk_, ext, _ in rows])
+    form = TasksForm(request.POST)
 
     def save(data):
-        if data["mode"] == "all":
-            chosen = [pk_ for pk_, _, _ in rows]
-        elif data["mode"] == "tag":
-            chosen = [pk_ for pk_, _, tags in rows if data["tag"] in (tags or [])]
-            if not chosen:
-                raise ValidationFailed({"tag": f"No task is tagged {data['tag']!r}."})
-        else:
-            chosen = data["tasks"]
+        tasks = Task.objects.filter(application_id=experiment.application_id)
+        if data["mode"] == "tag":
+            tasks = tasks.with_tag(data["tag"])
+        chosen = list(tasks.values_list("pk", flat=True))
+        if data["mode"] == "tag" and not chosen:
+            raise ValidationFailed({"tag": f"No task is tagged {data['tag']!r}."})
         actions.set_scope(experiment, tasks=chosen, by=request.user)
 
     return save_section(request, experiment, "tasks", form, save)
+
+
+@require_GET
+@team_member
+@vary_on_headers("HX-Request")
+def setup_task_picker(request, pk):
+    """One page of the task picker (htmx); without htmx, the setup page showing that page."""
+    experiment = load_experiment(request, pk)
+    filters = TaskFilterForm(request.GET).filters()
+    if not request.htmx:
+        return redirect(setup_url(experiment, filters))
+    return render(request, "webui/experiment_setup.html#task-picker", picker_context(request, experiment, filters))
+
+
+def pick_tasks(experiment, data, filters, *, by):
+    """Add or remove one task, or every task `filters` match, by setting the whole selection
+    through set_scope (which applies the lock and the draft ⇄ baseline_pending moves).
+    The row lock queues concurrent picks so that none overwrites another's selection."""
+    with transaction.atomic():
+        list(Experiment.objects.select_for_update().filter(pk=experiment.pk).values_list("pk", flat=True))
+        selected = {str(pk) for pk in experiment.tasks.values_list("pk", flat=True)}
+        if data["add"]:
+            selected.add(str(data["add"]))
+        elif data["remove"]:
+            selected.discard(str(data["remove"]))
+        else:
+            matching = {str(pk) for pk in matching_tasks(experiment, filters).values_list("pk", flat=True)}
+            selected = selected | matching if data["bulk"] == "add-matching" else selected - matching
+        actions.set_scope(experiment, tasks=sorted(selected), by=by)
+
+
+def refuse_pick(request, experiment, text, filters):
+    """A pick with bad input (400): the flash fragment for htmx, else the setup page with the message."""
+    flash = [{"level": "error", "text": text}]
+    if request.htmx:
+        response = render(request, "webui/flash.html", {"flash": flash}, status=400)
+        response["HX-Retarget"] = "#flash"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "webui/experiment_setup.html", {**setup_context(request, experiment, filters=filters), "flash": flash}, status=400)
+
+
+@require_POST
+@team_member
+def setup_task_pick(request, pk):
+    experiment = load_experiment(request, pk)
+    require_role(request, experiment.team_id)
+    form = TaskPickForm(request.POST)
+    filters = form.filters()
+    if form.errors:
+        text = " ".join(f"{name}: {' '.join(messages)}" if name != "__all__" else " ".join(messages) for name, messages in form.errors.items())
+        return refuse_pick(request, experiment, text, filters)
+    try:
+        pick_tasks(experiment, form.cleaned_data, filters, by=request.user)
+    except ValidationFailed as error:
+        return refuse_pick(request, experiment, str(error), filters)
+    except DomainError as error:
+        return refuse(request, error, setup_url(experiment, filters))
+    if not request.htmx:
+        return redirect(setup_url(experiment, filters))
+    experiment = load_experiment(request, pk)
+    return render(request, "webui/experiment_setup.html#task-picker-changed", picker_context(request, experiment, filters))
 
 
 @require_POST
@@ -134,8 +263,11 @@ def setup_baseline(request, pk):
 def setup_settings(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    form = SettingsForm(request.POST)
-    return save_section(request, experiment, "settings", form, lambda data: actions.update_experiment(experiment, by=request.user, **data))
+    locked = scope_flags(request, experiment)["locked"]
+    initial = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
+    # After the lock only the fields the domain leaves editable are read from the POST.
+    form = SettingsForm(request.POST, initial=initial, editable=settings_editable(request, experiment, locked))
+    return save_section(request, experiment, "settings", form, lambda data: actions.update_experiment(experiment, by=request.user, **form.changes()))
 
 
 @require_POST
