@@ -15,6 +15,7 @@ from experiments_app.actions.catalog import (
 from experiments_app.actions.experiments import (
     apply_transition,
     archive_experiment,
+    change_task_selection,
     complete_experiment,
     create_experiment,
     create_variant,
@@ -45,6 +46,7 @@ __all__ = [
     "apply_transition",
     "archive_experiment",
     "cancel_run",
+    "change_task_selection",
     "complete_experiment",
     "create_experiment",
     "create_variant",

@@ -101,6 +101,20 @@ def set_scope(experiment, *, steps=None, tasks=None, by=None):
     return experiment
 
 
+def change_task_selection(experiment, *, add=(), remove=(), by=None):
+    """Add tasks to and remove tasks from the selection (Task objects or ids), keeping the rest.
+
+    The experiment row is locked first, so concurrent changes queue and none overwrites
+    another's; then the whole selection goes through set_scope (lock, draft ⇄ baseline_pending).
+    """
+    with transaction.atomic():
+        list(Experiment.objects.select_for_update().filter(pk=experiment.pk).values_list("pk", flat=True))
+        selected = {str(pk) for pk in experiment.tasks.values_list("pk", flat=True)}
+        selected |= {str(getattr(task, "pk", task)) for task in add}
+        selected -= {str(getattr(task, "pk", task)) for task in remove}
+        return set_scope(experiment, tasks=sorted(selected), by=by)
+
+
 def validate_evaluators(evaluators):
     if not isinstance(evaluators, list):
         raise ValidationFailed({"evaluators": "Must be a list of evaluator objects."})

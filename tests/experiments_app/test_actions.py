@@ -399,3 +399,19 @@ def test_repetitions_outside_one_to_twenty_are_rejected():
         with pytest.raises(ValidationFailed) as caught:
             actions.update_experiment(experiment, repetitions=value)
         assert "repetitions" in caught.value.errors
+
+
+@pytest.mark.django_db
+def test_change_task_selection_adds_and_removes_keeping_the_rest():
+    from experiments_app.states import State
+    from tests.factories import make_ready_experiment
+
+    experiment = make_ready_experiment(n_tasks=3)
+    application = experiment.application
+    tasks = list(application.tasks.order_by("external_id"))
+    extra = make_task(application, external_id="extra")
+    actions.change_task_selection(experiment, add=[extra], remove=[tasks[0].pk])
+    assert set(experiment.tasks.all()) == {tasks[1], tasks[2], extra}
+    actions.change_task_selection(experiment, remove=[tasks[1], tasks[2], str(extra.pk)])
+    experiment.refresh_from_db()
+    assert experiment.tasks.count() == 0 and experiment.status == State.DRAFT  # empty scope goes back to draft

@@ -3,7 +3,6 @@
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -199,20 +198,15 @@ def setup_task_picker(request, pk):
 
 
 def pick_tasks(experiment, data, filters, *, by):
-    """Add or remove one task, or every task `filters` match, by setting the whole selection
-    through set_scope (which applies the lock and the draft ⇄ baseline_pending moves).
-    The row lock queues concurrent picks so that none overwrites another's selection."""
-    with transaction.atomic():
-        list(Experiment.objects.select_for_update().filter(pk=experiment.pk).values_list("pk", flat=True))
-        selected = {str(pk) for pk in experiment.tasks.values_list("pk", flat=True)}
-        if data["add"]:
-            selected.add(str(data["add"]))
-        elif data["remove"]:
-            selected.discard(str(data["remove"]))
-        else:
-            matching = {str(pk) for pk in matching_tasks(experiment, filters).values_list("pk", flat=True)}
-            selected = selected | matching if data["bulk"] == "add-matching" else selected - matching
-        actions.set_scope(experiment, tasks=sorted(selected), by=by)
+    """Add or remove one task, or every task `filters` match (the domain keeps the rest)."""
+    if data["add"]:
+        actions.change_task_selection(experiment, add=[data["add"]], by=by)
+    elif data["remove"]:
+        actions.change_task_selection(experiment, remove=[data["remove"]], by=by)
+    else:
+        matching = list(matching_tasks(experiment, filters).values_list("pk", flat=True))
+        key = "add" if data["bulk"] == "add-matching" else "remove"
+        actions.change_task_selection(experiment, **{key: matching}, by=by)
 
 
 def refuse_pick(request, experiment, text, filters):
