@@ -114,7 +114,7 @@ def build(size, n_variants, seed, extra_experiments):
         answer_run(run, application, difficulty, pass_rate, random.Random(f"{seed}-run-{size}-{index}"))
         assert complete_if_done(run.pk), f"run {run.pk} did not close"
         run.refresh_from_db()
-        assert run.status == "succeeded" and run.total == size and run.aggregates.get("outcomes"), (run.status, run.total)
+        assert run.status == "succeeded" and run.total == size and run.outcomes, (run.status, run.total)
         runs.append(run)
     experiment = Experiment.objects.get(pk=experiment.pk)
     assert experiment.status == ("idle" if n_variants else "baseline_complete"), experiment.status

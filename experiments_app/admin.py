@@ -81,7 +81,7 @@ class VariantAdmin(admin.ModelAdmin):
 class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "variant", "experiment", "status", "total", "passed", "failed", "errored", "started_at", "completed_at"]
     list_filter = ["status"]
-    readonly_fields = ["aggregates", "config"]
+    readonly_fields = ["aggregates", "outcomes", "config"]
 
 
 @admin.register(models.Test)

@@ -281,6 +281,9 @@ class Run(models.Model):
     errored = models.PositiveIntegerField(default=0)
     # Per-metric and per-evaluator aggregates, stored once when the run closes.
     aggregates = models.JSONField(default=dict, blank=True)
+    # {task id: passed (by majority over repetitions)}, stored at close for comparing runs;
+    # read only when two runs are paired, never for the results table.
+    outcomes = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

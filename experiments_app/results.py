@@ -1,8 +1,11 @@
 """Results of SPEC §7: per-run aggregates, the experiment's results table and run comparison.
 
-A run's tests are read once, by `summarize_run` when the run closes; the result is
-stored in `run.aggregates`. Pages and the API then read only Run rows, so showing
-results costs the same few queries however many tests or variants there are.
+A run's tests are read once, by `summarize_run` when the run closes (`store_summary`):
+metric and evaluator figures go to `run.aggregates`, the per-task outcomes (one entry per
+task, kept for comparing any two runs) to `run.outcomes`, and the pairing with the
+baseline's run to `run.aggregates["vs_baseline"]`. The results table reads Run rows
+without their outcomes, so it costs the same few queries and about the same time however
+many tests or variants there are.
 """
 
 from django.db.models import OuterRef, Subquery
@@ -16,11 +19,11 @@ RESULT_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 def summarize_run(run):
     """Aggregates of one run's tests: {"metrics": {name: summary}, "evaluators":
-    {name: {passed, failed, pass_rate}}, "outcomes": {task_id: passed by majority},
-    "task_ids": {task_id: task external id}}. Reads the tests in one query."""
-    metric_values, evaluator_counts, repetitions, external_ids = {}, {}, {}, {}
-    rows = Test.objects.filter(run_id=run.pk).values_list("task_id", "task_external_id", "status", "metrics", "evaluations")
-    for task_id, external_id, status, metrics, evaluations in rows.iterator(chunk_size=2000):
+    {name: {passed, failed, pass_rate}}, "outcomes": {task_id: passed by majority}}.
+    Reads the tests in one query."""
+    metric_values, evaluator_counts, repetitions = {}, {}, {}
+    rows = Test.objects.filter(run_id=run.pk).values_list("task_id", "status", "metrics", "evaluations")
+    for task_id, status, metrics, evaluations in rows.iterator(chunk_size=2000):
         for name, value in metrics.items() if isinstance(metrics, dict) else ():
             if stats.is_number(value):
                 metric_values.setdefault(name, []).append(value)
@@ -31,7 +34,6 @@ def summarize_run(run):
         # A test whose task was deleted since cannot be paired with another run's.
         if task_id is not None:
             repetitions.setdefault(str(task_id), []).append(status == TestStatus.PASSED)
-            external_ids[str(task_id)] = external_id
     return {
         "metrics": {name: stats.summarize(values) for name, values in sorted(metric_values.items())},
         "evaluators": {
@@ -39,8 +41,31 @@ def summarize_run(run):
             for name, (passed, failed) in evaluator_counts.items()
         },
         "outcomes": {task: stats.majority_passed(passes) for task, passes in repetitions.items()},
-        "task_ids": external_ids,
     }
+
+
+def latest_baseline_run(experiment_id):
+    """The baseline's latest succeeded-or-failed run in an experiment, or None."""
+    return (
+        Run.objects.filter(experiment_id=experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES)
+        .order_by("-created_at", "-completed_at")
+        .first()
+    )
+
+
+def store_summary(run):
+    """Summarize a closed run once and store it: aggregates, per-task outcomes and, for a
+    variant, its pairing with the baseline's latest result run (what the results table shows)."""
+    summary = summarize_run(run)
+    run.outcomes = summary.pop("outcomes")
+    if not run.variant.is_baseline:
+        baseline_run = latest_baseline_run(run.experiment_id)
+        if baseline_run is not None:
+            paired = stats.paired_outcomes(run.outcomes, run_outcomes(baseline_run))
+            summary["vs_baseline"] = {"run": str(baseline_run.pk), **paired}
+    run.aggregates = summary
+    run.save(update_fields=["aggregates", "outcomes"])
+    return run
 
 
 def rate(part, whole):
@@ -52,12 +77,28 @@ def significant(p_value, alpha=0.05):
     return p_value is not None and p_value < alpha
 
 
+def is_summarized(run):
+    return "metrics" in (run.aggregates or {})
+
+
 def run_aggregates(run):
     """The run's stored aggregates, computed on the spot when it has none yet (still running)."""
-    aggregates = run.aggregates or {}
-    if "outcomes" not in aggregates:
-        aggregates = summarize_run(run)
-    return aggregates
+    return run.aggregates if is_summarized(run) else summarize_run(run)
+
+
+def run_outcomes(run):
+    """The run's per-task outcomes {task_id: passed}: stored at close, else computed now."""
+    return (run.outcomes or {}) if is_summarized(run) else summarize_run(run)["outcomes"]
+
+
+def stored_pairing(run, other):
+    """The pairing of `run` with `other` stored at close, if `other` is the run it was made with."""
+    cached = (run.aggregates or {}).get("vs_baseline") if is_summarized(run) else None
+    return cached if cached and cached.get("run") == str(other.pk) else None
+
+
+def paired_runs(run, other):
+    return stored_pairing(run, other) or stats.paired_outcomes(run_outcomes(run), run_outcomes(other))
 
 
 def ordered_evaluators(evaluators, names):
@@ -80,22 +121,43 @@ def experiment_results(experiment):
         .annotate(result_run_id=Subquery(latest))
         .order_by("created_at", "pk")
     )
-    runs = Run.objects.in_bulk([variant.result_run_id for variant in variants if variant.result_run_id])
+    # Without the per-task outcomes: the pairing with the baseline was stored at close.
+    runs = Run.objects.defer("outcomes").in_bulk([variant.result_run_id for variant in variants if variant.result_run_id])
     names = evaluator_names(experiment.evaluators)
 
     baseline_variant = next((variant for variant in variants if variant.is_baseline), None)
     baseline_run = runs.get(baseline_variant.result_run_id) if baseline_variant else None
-    baseline_aggregates = run_aggregates(baseline_run) if baseline_run else None
-    baseline = result_row(baseline_variant, baseline_run, names, baseline_run, baseline_aggregates) if baseline_variant else None
+    pairings = pair_with_baseline(runs.values(), baseline_run)
+    baseline = result_row(baseline_variant, baseline_run, names, baseline_run, pairings) if baseline_variant else None
     rows = [
-        result_row(variant, runs.get(variant.result_run_id), names, baseline_run, baseline_aggregates)
+        result_row(variant, runs.get(variant.result_run_id), names, baseline_run, pairings)
         for variant in variants
         if not variant.is_baseline
     ]
     return {"baseline": baseline, "variants": rows}
 
 
-def result_row(variant, run, names, baseline_run, baseline_aggregates):
+def pair_with_baseline(runs, baseline_run):
+    """{run id: pairing with baseline_run} for every run but the baseline's: the stored one,
+    or (a run closed before this baseline run, or never summarized) computed from the
+    outcomes, which are then read in one query for all such runs."""
+    if baseline_run is None:
+        return {}
+    others = [run for run in runs if run.pk != baseline_run.pk]
+    pairings = {run.pk: stored_pairing(run, baseline_run) for run in others}
+    missing = [run for run in others if pairings[run.pk] is None]
+    if missing:
+        wanted = [run for run in [baseline_run, *missing] if is_summarized(run)]
+        stored = dict(Run.objects.filter(pk__in=[run.pk for run in wanted]).values_list("pk", "outcomes"))
+        def outcomes(run):
+            return (stored.get(run.pk) or {}) if is_summarized(run) else summarize_run(run)["outcomes"]
+        base = outcomes(baseline_run)
+        for run in missing:
+            pairings[run.pk] = stats.paired_outcomes(outcomes(run), base)
+    return pairings
+
+
+def result_row(variant, run, names, baseline_run, pairings):
     """One R of SPEC §8. Without a result every figure is None and the collections are empty."""
     row = {
         "variant": str(variant.pk),
@@ -123,7 +185,7 @@ def result_row(variant, run, names, baseline_run, baseline_aggregates):
     }
     if run is None:
         return row
-    aggregates = baseline_aggregates if run is baseline_run else run_aggregates(run)
+    aggregates = run_aggregates(run)
     pass_rate = rate(run.passed, run.total)
     ci_low, ci_high = stats.wilson_interval(run.passed, run.total)
     row.update(
@@ -149,7 +211,7 @@ def result_row(variant, run, names, baseline_run, baseline_aggregates):
     # The baseline compared with itself: delta 0 and change 0 (as its own figures say),
     # but no p-value and no improved/regressed tasks, since there is nothing to test.
     if run is not baseline_run:
-        paired = stats.paired_outcomes(aggregates.get("outcomes", {}), baseline_aggregates.get("outcomes", {}))
+        paired = pairings[run.pk]
         row.update(p_value=paired["p_value"], improved=paired["improved"], regressed=paired["regressed"])
     return row
 
@@ -158,7 +220,7 @@ def compare_runs(new_run, old_run):
     """SPEC §7's comparison of two runs: {new_run, old_run, common, new_only, old_only
     (task counts), improved, regressed (task ids), p_value, metrics: {name: {old, new, delta}}}."""
     new, old = run_aggregates(new_run), run_aggregates(old_run)
-    paired = stats.paired_outcomes(new.get("outcomes", {}), old.get("outcomes", {}))
+    paired = paired_runs(new_run, old_run)
     new_metrics, old_metrics = new.get("metrics", {}), old.get("metrics", {})
     metrics = {}
     for name in sorted(new_metrics.keys() | old_metrics.keys()):

@@ -49,7 +49,7 @@ def complete_run(run_id):
     Returns True if this call closed the run, False when it was not active, still has
     open tests, or another worker closed it first (the conditional update decides).
     """
-    from experiments_app.results import summarize_run
+    from experiments_app.results import store_summary
 
     with transaction.atomic():
         run = Run.objects.select_for_update(of=("self",)).select_related("experiment", "variant").filter(pk=run_id).first()
@@ -64,8 +64,7 @@ def complete_run(run_id):
         if not closed:
             return False
         run.refresh_from_db()
-        run.aggregates = summarize_run(run)
-        run.save(update_fields=["aggregates"])
+        store_summary(run)
         experiment = Experiment.objects.select_for_update().get(pk=run.experiment_id)
         target = experiment_target(experiment.status, status, run.variant.is_baseline)
         if target is not None:

@@ -48,8 +48,7 @@ def make_run(variant, statuses, *, status=RunStatus.SUCCEEDED, metrics=None, eva
     Run.objects.filter(pk=run.pk).update(**run.count_tests())
     run.refresh_from_db()
     if summarize:
-        run.aggregates = results.summarize_run(run)
-        run.save(update_fields=["aggregates"])
+        results.store_summary(run)
     return run
 
 
@@ -90,18 +89,41 @@ def test_summarize_run_counts_each_evaluator(experiment, tasks):
 
 def test_summarize_run_takes_each_tasks_majority_over_repetitions(experiment, tasks):
     run = make_run(experiment.baseline, {tasks[0]: [P, P, F], tasks[1]: [P, F], tasks[2]: [E, F, P], tasks[3]: [P, E, P]})
-    assert run.aggregates["outcomes"] == {str(tasks[0].pk): True, str(tasks[1].pk): False, str(tasks[2].pk): False, str(tasks[3].pk): True}
+    assert run.outcomes == {str(tasks[0].pk): True, str(tasks[1].pk): False, str(tasks[2].pk): False, str(tasks[3].pk): True}
+    assert "outcomes" not in Run.objects.get(pk=run.pk).aggregates  # kept apart from what the results table reads
 
 
-def test_summarize_run_maps_task_ids_to_external_ids(experiment, tasks):
-    run = make_run(experiment.baseline, {tasks[0]: [P]})
-    assert run.aggregates["task_ids"] == {str(tasks[0].pk): tasks[0].external_id}
+def test_a_variant_stores_its_pairing_with_the_baseline_when_it_closes(experiment, tasks):
+    baseline = make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P]})
+    run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P]})
+    stored = Run.objects.get(pk=run.pk).aggregates["vs_baseline"]
+    assert stored == {"run": str(baseline.pk), **stats.paired_outcomes(run.outcomes, baseline.outcomes)}
+    assert (stored["improved"], stored["regressed"]) == ([str(tasks[1].pk)], [str(tasks[0].pk)])
+    assert "vs_baseline" not in Run.objects.get(pk=baseline.pk).aggregates
+
+
+def test_a_stored_pairing_with_an_older_baseline_run_is_not_used(experiment, tasks):
+    make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [P]}, created_at=timezone.now() - datetime.timedelta(hours=1))
+    run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P]})
+    newer = make_run(experiment.baseline, {tasks[0]: [F], tasks[1]: [F]})
+    row = results.experiment_results(experiment)["variants"][0]
+    assert run.aggregates["vs_baseline"]["run"] != str(newer.pk)
+    assert (row["improved"], row["regressed"]) == ([str(tasks[1].pk)], [])  # paired with the newer baseline run
+
+
+def test_results_pair_runs_closed_before_their_baseline_from_stored_outcomes(experiment, tasks, django_assert_max_num_queries):
+    variant_run = make_run(make_variant(experiment), {tasks[0]: [P], tasks[1]: [F]})  # no baseline result yet
+    assert "vs_baseline" not in variant_run.aggregates
+    make_run(experiment.baseline, {tasks[0]: [F], tasks[1]: [F]})
+    with django_assert_max_num_queries(3):
+        row = results.experiment_results(experiment)["variants"][0]
+    assert (row["improved"], row["regressed"]) == ([str(tasks[0].pk)], [])
 
 
 def test_summarize_run_reads_only_its_own_tests(experiment, tasks):
     make_run(experiment.baseline, {task: [P] for task in tasks}, metrics={(tasks[0].external_id, 1): {"latency_ms": 9}})
     run = make_run(make_variant(experiment), {tasks[0]: [F]})
-    assert run.aggregates["outcomes"] == {str(tasks[0].pk): False}
+    assert run.outcomes == {str(tasks[0].pk): False}
     assert run.aggregates["metrics"] == {}
 
 

@@ -21,7 +21,10 @@ TABLE_FIELDS = ("id", "run_id", "task_id", "task_external_id", "repetition", "st
 
 def load_run(request, pk):
     return get_object_or_404(
-        Run.objects.select_related("variant__inference_step", "experiment__application"), pk=pk, experiment__team_id__in=team_ids(request)
+        # per-task outcomes are read only when a pairing was not stored at close
+        Run.objects.select_related("variant__inference_step", "experiment__application").defer("outcomes"),
+        pk=pk,
+        experiment__team_id__in=team_ids(request),
     )
 
 
@@ -31,7 +34,8 @@ def baseline_run_of(run):
         return None
     return (
         Run.objects.filter(experiment_id=run.experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES)
-        .order_by("-created_at")
+        .defer("outcomes")
+        .order_by("-created_at", "-completed_at")
         .first()
     )
 
@@ -39,7 +43,7 @@ def baseline_run_of(run):
 def listed_runs(experiment_id):
     """An experiment's runs for a pick list, newest first, without their stored per-task
     aggregates and config (hundreds of KB a run with thousands of tasks)."""
-    return Run.objects.filter(experiment_id=experiment_id).select_related("variant").defer("aggregates", "config").order_by("-created_at")
+    return Run.objects.filter(experiment_id=experiment_id).select_related("variant").defer("aggregates", "outcomes", "config").order_by("-created_at")
 
 
 def run_summary_context(run):
