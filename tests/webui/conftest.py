@@ -1,5 +1,8 @@
 """Fixtures for the pages: signed-in clients per role and experiments with finished runs."""
 
+import os
+from pathlib import Path
+
 import pytest
 from django.utils import timezone
 
@@ -85,3 +88,47 @@ def make_with_results(team, n_tasks=4):
     variant_run = finish_run(actions.start_variant_run(variant), lambda ext: True, latency=80)
     experiment.refresh_from_db()
     return experiment, baseline_run, variant, variant_run
+
+
+# --- browser tests (Playwright driving Debian's chromium) ---------------------------
+
+# Playwright's sync API runs an event loop in the main thread for the whole session; the
+# ORM calls the tests make between page actions are still plain synchronous code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "pw-for-browser"
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One chromium for every browser test of the session."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Install Debian's chromium first: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
+
+
+def open_page(browser, width=1280, height=900):
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.js_errors = errors
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    page = open_page(browser)
+    yield page
+    assert page.js_errors == []
+    page.context.close()

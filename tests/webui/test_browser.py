@@ -15,49 +15,9 @@ from experiments_app import actions
 from experiments_app.models import Experiment, InferenceStep, Role, Task
 from tests.engine_fixtures import wait_for
 from tests.factories import make_application, make_team, make_user
-from tests.webui.conftest import make_ready, make_with_results
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests
-# make between page actions are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "pw-for-browser"
-TIMEOUT_MS = 90_000
+from tests.webui.conftest import PASSWORD, TIMEOUT_MS, make_ready, make_with_results, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Install Debian's chromium first: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield browser
-        browser.close()
-
-
-def open_page(browser, width=1280, height=900):
-    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light")
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.on("dialog", lambda dialog: dialog.accept())
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.js_errors = errors
-    return page
-
-
-@pytest.fixture
-def page(browser):
-    page = open_page(browser)
-    yield page
-    assert page.js_errors == []
-    page.context.close()
 
 
 def sign_in(page, base_url, username):

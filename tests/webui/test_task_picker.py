@@ -1,7 +1,6 @@
 """The task picker on the setup page: search, pages of 50, add/remove one or all matching, at any size."""
 
 import re
-import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -322,82 +321,48 @@ def test_a_bad_plain_pick_keeps_the_search_on_the_page_it_answers(editor, big):
     assert response.status_code == 400 and "10 tasks match this search" in response.content.decode()
 
 
-def in_own_thread(drive, timeout=240):
-    """Run `drive()` in a worker thread and re-raise what it raised. Playwright's sync API
-    belongs to the thread that starts it, and test_browser.py keeps the session's chromium
-    open in the main thread, so this check starts its own in another."""
-    raised = []
-
-    def target():
-        try:
-            drive()
-        except BaseException as error:  # handed to the test's thread
-            raised.append(error)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), "the browser check did not finish"
-    if raised:
-        raise raised[0]
-
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_picker_in_a_browser_searches_pages_and_picks_without_losing_a_change(live_server):
+def test_picker_in_a_browser_searches_pages_and_picks_without_losing_a_change(page, live_server):
     """htmx end to end: the search box refreshes the picker while typing; picks, pages and
     searches queue behind one another, so a search answered late cannot undo a pick."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.webui.test_browser import CHROMIUM, PASSWORD, open_page, settled, sign_in
+    from tests.webui.conftest import PASSWORD
+    from tests.webui.test_browser import settled, sign_in
 
     team = make_team()
     user = make_user(team, Role.EDITOR, password=PASSWORD)
     experiment = experiment_with_tasks(team, 1200)
     setup = f"{live_server.url}/experiments/{experiment.pk}/setup/"
 
-    def drive():
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            try:
-                pick_in(browser)
-            finally:
-                browser.close()
-
-    def pick_in(browser):
-        page = open_page(browser)
-        sign_in(page, live_server.url, user.username)
-        page.goto(setup)
-        assert "0 of 1200 tasks selected" in page.locator("#task-picker").inner_text()
-        page.fill("#picker-q", "case-01150")
-        page.wait_for_selector("#task-picker:has-text('1 task matches')")
-        settled(page)
-        page.click("button[aria-label='Add case-01150']")  # leaving the search box must not re-search over the pick
-        page.wait_for_selector("#task-picker:has-text('1 of 1200 tasks selected')")
-        settled(page)
-        assert page.locator("#tasks-count").inner_text() == "1 of 1200 selected"
-        assert page.locator("#setup-head .badge").inner_text().lower() == "baseline pending"
-        assert page.locator("#setup-run button:has-text('Run baseline')").count() == 1
-        page.fill("#picker-q", "")
-        page.wait_for_selector("#task-picker:has-text('1200 tasks match')")
-        settled(page)
-        page.click("#task-picker a:has-text('Next')")
-        page.wait_for_selector("#task-picker:has-text('Page 2 of 24')")
-        settled(page)
-        page.click("button[value='add-matching']")
-        page.wait_for_selector("#task-picker:has-text('1200 of 1200 tasks selected')")
-        settled(page)
-        assert "Page 2 of 24" in page.locator("#task-picker").inner_text()
-        page.select_option("#picker-tag", "hard")
-        page.wait_for_selector("#task-picker:has-text('120 tasks match')")
-        settled(page)
-        page.click("button[value='remove-matching']")
-        page.wait_for_selector("#task-picker:has-text('1080 of 1200 tasks selected')")
-        settled(page)
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.goto(setup)
-        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
-        assert page.js_errors == []
-
-    in_own_thread(drive)
+    sign_in(page, live_server.url, user.username)
+    page.goto(setup)
+    assert "0 of 1200 tasks selected" in page.locator("#task-picker").inner_text()
+    page.fill("#picker-q", "case-01150")
+    page.wait_for_selector("#task-picker:has-text('1 task matches')")
+    settled(page)
+    page.click("button[aria-label='Add case-01150']")  # leaving the search box must not re-search over the pick
+    page.wait_for_selector("#task-picker:has-text('1 of 1200 tasks selected')")
+    settled(page)
+    assert page.locator("#tasks-count").inner_text() == "1 of 1200 selected"
+    assert page.locator("#setup-head .badge").inner_text().lower() == "baseline pending"
+    assert page.locator("#setup-run button:has-text('Run baseline')").count() == 1
+    page.fill("#picker-q", "")
+    page.wait_for_selector("#task-picker:has-text('1200 tasks match')")
+    settled(page)
+    page.click("#task-picker a:has-text('Next')")
+    page.wait_for_selector("#task-picker:has-text('Page 2 of 24')")
+    settled(page)
+    page.click("button[value='add-matching']")
+    page.wait_for_selector("#task-picker:has-text('1200 of 1200 tasks selected')")
+    settled(page)
+    assert "Page 2 of 24" in page.locator("#task-picker").inner_text()
+    page.select_option("#picker-tag", "hard")
+    page.wait_for_selector("#task-picker:has-text('120 tasks match')")
+    settled(page)
+    page.click("button[value='remove-matching']")
+    page.wait_for_selector("#task-picker:has-text('1080 of 1200 tasks selected')")
+    settled(page)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(setup)
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
     assert experiment.tasks.count() == 1080
