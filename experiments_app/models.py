@@ -150,6 +150,10 @@ class TaskQuerySet(models.QuerySet):
         ids = [pk for pk, tags in self.values_list("pk", "tags") if isinstance(tags, list) and tag in tags]
         return self.filter(pk__in=ids)
 
+    def tag_names(self):
+        """Every tag these tasks carry, sorted, each once."""
+        return sorted({tag for tags in self.values_list("tags", flat=True) if isinstance(tags, list) for tag in tags if isinstance(tag, str)})
+
 
 class Task(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -44,12 +44,10 @@ def summarize_run(run):
     }
 
 
-def latest_baseline_run(experiment_id):
-    """The baseline's latest succeeded-or-failed run in an experiment, or None."""
-    return (
-        Run.objects.filter(experiment_id=experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES)
-        .order_by("-created_at", "-completed_at")
-        .first()
+def baseline_result_runs(experiment_id):
+    """The baseline's succeeded-or-failed runs in an experiment, latest first."""
+    return Run.objects.filter(experiment_id=experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES).order_by(
+        "-created_at", "-completed_at"
     )
 
 
@@ -59,7 +57,7 @@ def store_summary(run):
     summary = summarize_run(run)
     run.outcomes = summary.pop("outcomes")
     if not run.variant.is_baseline:
-        baseline_run = latest_baseline_run(run.experiment_id)
+        baseline_run = baseline_result_runs(run.experiment_id).first()
         if baseline_run is not None:
             paired = stats.paired_outcomes(run.outcomes, run_outcomes(baseline_run))
             summary["vs_baseline"] = {"run": str(baseline_run.pk), **paired}

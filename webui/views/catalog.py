@@ -88,14 +88,13 @@ def tasks_context(request, application, form=None, import_form=None, row_errors=
         tasks = tasks.filter(Q(external_id__icontains=query) | Q(name__icontains=query))
     if tag:
         tasks = tasks.with_tag(tag)
-    all_tags = sorted({t for tags in Task.objects.filter(application=application).values_list("tags", flat=True) for t in (tags or [])})
     return {
         "application": application,
         "tab": "tasks",
         "page": Paginator(tasks.order_by("external_id"), PAGE_SIZE).get_page(request.GET.get("page")),
         "q": query,
         "tag": tag,
-        "tags": all_tags,
+        "tags": Task.objects.filter(application=application).tag_names(),
         "form": form or TaskForm(),
         "import_form": import_form or TaskImportForm(),
         "row_errors": row_errors,

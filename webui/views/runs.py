@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from experiments_app.models import Run, Task, Test
-from experiments_app.results import RESULT_STATUSES, compare_runs, experiment_results
+from experiments_app.results import baseline_result_runs, compare_runs, experiment_results
 from webui import exports
 from webui.access import team_ids, team_member
 from webui.diffs import side_by_side
@@ -32,12 +32,7 @@ def baseline_run_of(run):
     """The baseline's latest result run in the run's experiment (None for the baseline itself or before it has one)."""
     if run.variant.is_baseline:
         return None
-    return (
-        Run.objects.filter(experiment_id=run.experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES)
-        .defer("outcomes")
-        .order_by("-created_at", "-completed_at")
-        .first()
-    )
+    return baseline_result_runs(run.experiment_id).defer("outcomes").first()
 
 
 def listed_runs(experiment_id):

@@ -98,7 +98,6 @@ def setup_context(request, experiment, bound=None, filters=None):
     locked, editable = context["locked"], context["editable"]
     n_selected, n_tasks = context["n_selected_tasks"], context["n_app_tasks"]
     app_steps = list(InferenceStep.objects.filter(application_id=experiment.application_id))
-    tag_lists = Task.objects.filter(application_id=experiment.application_id).values_list("tags", flat=True)
     selected_steps = list(experiment.inference_steps.values_list("external_id", flat=True))
     settings = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
     settings_fields = settings_editable(request, experiment, locked)
@@ -120,7 +119,7 @@ def setup_context(request, experiment, bound=None, filters=None):
         "forms": forms,
         "details_editable": details_editable,
         "settings_editable": bool(settings_fields),
-        "tags": sorted({tag for tags in tag_lists if isinstance(tags, list) for tag in tags if isinstance(tag, str)}),
+        "tags": Task.objects.filter(application_id=experiment.application_id).tag_names(),
         "selected_steps": selected_steps,
     }
 
