@@ -52,7 +52,9 @@ def main():
     from experiments_app.models import Application, InferenceStep, Run, Task, Team
 
     port = free_port()
-    app_process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "slow_app.py"), str(port), str(args.delay)], stdout=subprocess.PIPE, text=True)
+    app_process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "slow_app.py"), str(port), str(args.delay)], stdout=subprocess.PIPE, text=True
+    )
     app_process.stdout.readline()
     timings = []
     try:
@@ -63,10 +65,13 @@ def main():
             )
             InferenceStep.objects.create(application=application, external_id="main", config={"model": "m", "temperature": 0.5})
             Task.objects.bulk_create(
-                [Task(application=application, external_id=f"t{i}", input={"q": i}, expected="ok") for i in range(args.tests)], batch_size=1000
+                [Task(application=application, external_id=f"t{i}", input={"q": i}, expected="ok") for i in range(args.tests)],
+                batch_size=1000,
             )
             experiment = actions.create_experiment(application, name="bench")
-            actions.set_scope(experiment, steps=["main"], tasks=list(Task.objects.filter(application=application).values_list("pk", flat=True)))
+            actions.set_scope(
+                experiment, steps=["main"], tasks=list(Task.objects.filter(application=application).values_list("pk", flat=True))
+            )
             run = actions.start_baseline_run(experiment)
             started = time.perf_counter()
             engine.dispatch_application(application.pk)
@@ -75,11 +80,16 @@ def main():
             assert run.status == "succeeded" and run.passed == args.tests, (run.status, run.passed)
             timings.append(elapsed)
             ideal = args.tests * args.delay / args.concurrency
-            print(f"round {round_number + 1}: {args.tests} tests in {elapsed:.2f}s ({args.tests / elapsed:.0f}/s; ideal {ideal:.1f}s)", flush=True)
+            print(
+                f"round {round_number + 1}: {args.tests} tests in {elapsed:.2f}s ({args.tests / elapsed:.0f}/s; ideal {ideal:.1f}s)",
+                flush=True,
+            )
     finally:
         app_process.terminate()
         app_process.wait()
-    print(f"median {statistics.median(timings):.2f}s over {len(timings)} rounds; database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
+    print(
+        f"median {statistics.median(timings):.2f}s over {len(timings)} rounds; database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+    )
 
 
 if __name__ == "__main__":

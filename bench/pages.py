@@ -46,7 +46,24 @@ EVALUATORS = [
     {"type": "metric_threshold", "name": "latency", "metric": "latency_ms", "max": 4000},
     {"type": "contains", "name": "explains", "value": "because"},
 ]
-WORDS = "the of retrieval passage answer model context question source says given that which shows paris year".split()
+WORDS = [
+    "the",
+    "of",
+    "retrieval",
+    "passage",
+    "answer",
+    "model",
+    "context",
+    "question",
+    "source",
+    "says",
+    "given",
+    "that",
+    "which",
+    "shows",
+    "paris",
+    "year",
+]
 
 
 def sentence(rng, words):
@@ -105,8 +122,13 @@ def build(size, n_variants, seed, extra_experiments):
             parent_index, step, parameter, value = VARIANT_PLAN[(index - 1) % len(VARIANT_PLAN)]
             experiment.refresh_from_db()
             variant = actions.create_variant(
-                experiment, parent=variants[min(parent_index, len(variants) - 1)], inference_step=step, parameter=parameter, value=value,
-                name=f"v{index} {step} {parameter}", by=user,
+                experiment,
+                parent=variants[min(parent_index, len(variants) - 1)],
+                inference_step=step,
+                parameter=parameter,
+                value=value,
+                name=f"v{index} {step} {parameter}",
+                by=user,
             )
             variants.append(variant)
             run = actions.start_variant_run(variant, by=user)
@@ -148,12 +170,21 @@ def answer_run(run, application, difficulty, pass_rate, rng):
     started = timezone.now() - timedelta(seconds=30)
     outcomes = []
     for test in tests:
-        job = Job(test_id=test.pk, run_id=run.pk, attempt=test.attempts, url=application.webhook_url,
-                  secret="", msg_id=test.webhook_id, payload={}, timeout=30.0)
+        job = Job(
+            test_id=test.pk,
+            run_id=run.pk,
+            attempt=test.attempts,
+            url=application.webhook_url,
+            secret="",
+            msg_id=test.webhook_id,
+            payload={},
+            timeout=30.0,
+        )
         draw = rng.random()
         if draw < 0.03:
-            outcomes.append(Outcome(job=job, started_at=started, duration_ms=rng.uniform(5, 50), status_code=422,
-                                    body=b'{"detail": "input rejected"}'))
+            outcomes.append(
+                Outcome(job=job, started_at=started, duration_ms=rng.uniform(5, 50), status_code=422, body=b'{"detail": "input rejected"}')
+            )
             continue
         point = difficulty[test.task_id] if rng.random() > 0.15 else rng.random()
         passed = point < pass_rate
@@ -220,8 +251,16 @@ def measure(data, repeat, show_sql):
             print(f"--- {name}: {len(captured.captured_queries)} queries")
             for query in captured.captured_queries:
                 print(f"  {query['time']}s  {query['sql'][:300]}")
-        rows.append({"page": name, "url": url, "median": statistics.median(times) * 1000, "min": min(times) * 1000,
-                     "queries": len(captured.captured_queries), "bytes": len(body)})
+        rows.append(
+            {
+                "page": name,
+                "url": url,
+                "median": statistics.median(times) * 1000,
+                "min": min(times) * 1000,
+                "queries": len(captured.captured_queries),
+                "bytes": len(body),
+            }
+        )
     return rows
 
 
@@ -237,7 +276,7 @@ def print_growth(small, large, small_size, large_size):
     print(f"\nGrowth from {small_size:,} to {large_size:,} tasks")
     print(f"| {'page':<28} | {f'ms @{small_size}':>10} | {f'ms @{large_size}':>10} | {'ratio':>5} | {'queries':>11} |")
     print(f"|{'-' * 30}|{'-' * 11}:|{'-' * 11}:|{'-' * 6}:|{'-' * 12}:|")
-    for a, b in zip(small, large):
+    for a, b in zip(small, large, strict=False):
         ratio = b["median"] / a["median"] if a["median"] else float("nan")
         queries = f"{a['queries']} → {b['queries']}"
         print(f"| {a['page']:<28} | {a['median']:>10.1f} | {b['median']:>10.1f} | {ratio:>5.1f} | {queries:>11} |")

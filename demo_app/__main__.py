@@ -14,7 +14,10 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="demo_app %(levelname)s %(message)s")
     server = make_server(args.host, args.port, async_fraction=args.async_fraction, speed=args.speed)
-    print(f"Demo application listening on http://{args.host}:{args.port}/webhook (secret from $DEMO_WEBHOOK_SECRET or {secret_file()})", flush=True)
+    print(
+        f"Demo application listening on http://{args.host}:{args.port}/webhook (secret from $DEMO_WEBHOOK_SECRET or {secret_file()})",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -11,7 +11,13 @@ from demo_app.catalog import ANSWERS
 
 DEFAULT_CONFIG = {
     "router": {"model": "gpt-4o-mini", "temperature": 0.0},
-    "answer": {"model": "gpt-4o-mini", "temperature": 0.9, "max_tokens": 300, "system": "You are a helpful assistant.", "verbosity": "medium"},
+    "answer": {
+        "model": "gpt-4o-mini",
+        "temperature": 0.9,
+        "max_tokens": 300,
+        "system": "You are a helpful assistant.",
+        "verbosity": "medium",
+    },
 }
 
 MODEL_SKILL = {"gpt-4o-mini": 0.60, "gpt-4o": 0.82, "claude-3-5-haiku": 0.68, "claude-sonnet-4": 0.88, "o3-mini": 0.78}

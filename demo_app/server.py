@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -93,7 +93,7 @@ class DemoApplication:
         webhook = standardwebhooks.Webhook(self.secret())
         for attempt in range(5):
             now = time.time()
-            signature = webhook.sign(msg_id, datetime.fromtimestamp(now, tz=timezone.utc), body.decode())
+            signature = webhook.sign(msg_id, datetime.fromtimestamp(now, tz=UTC), body.decode())
             headers = {
                 "content-type": "application/json",
                 "webhook-id": msg_id,

@@ -5,6 +5,7 @@ one bad regex cannot stop a run from closing.
 """
 
 import json
+
 import regex
 
 from experiments_app.stats import is_number
@@ -55,8 +56,13 @@ def evaluate(evaluators, *, output, has_output, expected, reported_passed, metri
             except Exception as exc:  # a misconfigured evaluator fails that evaluator, never the run
                 passed, score, detail = False, None, f"Evaluator error: {type(exc).__name__}: {exc}"
         evaluations.append(
-            {"name": evaluator_name(evaluator, index), "type": kind if isinstance(kind, str) else None,
-             "passed": bool(passed), "score": score, "detail": detail}
+            {
+                "name": evaluator_name(evaluator, index),
+                "type": kind if isinstance(kind, str) else None,
+                "passed": bool(passed),
+                "score": score,
+                "detail": detail,
+            }
         )
     passed = not error and has_output and all(evaluation["passed"] for evaluation in evaluations)
     return bool(passed), evaluations
@@ -89,7 +95,7 @@ def json_equal(a, b):
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(json_equal(a[key], b[key]) for key in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=False))
     return type(a) is type(b) and a == b
 
 

@@ -152,7 +152,9 @@ class TaskQuerySet(models.QuerySet):
 
     def tag_names(self):
         """Every tag these tasks carry, sorted, each once."""
-        return sorted({tag for tags in self.values_list("tags", flat=True) if isinstance(tags, list) for tag in tags if isinstance(tag, str)})
+        return sorted(
+            {tag for tags in self.values_list("tags", flat=True) if isinstance(tags, list) for tag in tags if isinstance(tag, str)}
+        )
 
 
 class Task(models.Model):

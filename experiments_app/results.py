@@ -109,9 +109,7 @@ def experiment_results(experiment):
     """{"baseline": R, "variants": [R, …]} of SPEC §8, one R per variant from its latest
     succeeded-or-failed run. Two queries, whatever the number of variants or tests."""
     latest = (
-        Run.objects.filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES)
-        .order_by("-created_at", "-completed_at")
-        .values("pk")[:1]
+        Run.objects.filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES).order_by("-created_at", "-completed_at").values("pk")[:1]
     )
     variants = list(
         Variant.objects.filter(experiment=experiment)
@@ -147,8 +145,10 @@ def pair_with_baseline(runs, baseline_run):
     if missing:
         wanted = [run for run in [baseline_run, *missing] if is_summarized(run)]
         stored = dict(Run.objects.filter(pk__in=[run.pk for run in wanted]).values_list("pk", "outcomes"))
+
         def outcomes(run):
             return (stored.get(run.pk) or {}) if is_summarized(run) else summarize_run(run)["outcomes"]
+
         base = outcomes(baseline_run)
         for run in missing:
             pairings[run.pk] = stats.paired_outcomes(outcomes(run), base)

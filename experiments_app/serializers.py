@@ -40,7 +40,17 @@ class ErrorSerializer(serializers.Serializer):
 class ApplicationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Application
-        fields = ["id", "team", "name", "webhook_url", "timeout_seconds", "result_timeout_seconds", "max_concurrency", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "team",
+            "name",
+            "webhook_url",
+            "timeout_seconds",
+            "result_timeout_seconds",
+            "max_concurrency",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -79,7 +89,9 @@ class StepInputSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=200)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
-    config = serializers.DictField(child=AnyJSONField(), required=False, help_text="Production parameters, e.g. {\"model\": \"gpt-4o-mini\", \"temperature\": 0.7}.")
+    config = serializers.DictField(
+        child=AnyJSONField(), required=False, help_text='Production parameters, e.g. {"model": "gpt-4o-mini", "temperature": 0.7}.'
+    )
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -115,8 +127,21 @@ class ExperimentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Experiment
         fields = [
-            "id", "application", "name", "description", "status", "inference_steps", "tasks", "evaluators",
-            "repetitions", "max_error_rate", "baseline", "locked_at", "winner", "completed_at", "created_at",
+            "id",
+            "application",
+            "name",
+            "description",
+            "status",
+            "inference_steps",
+            "tasks",
+            "evaluators",
+            "repetitions",
+            "max_error_rate",
+            "baseline",
+            "locked_at",
+            "winner",
+            "completed_at",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -194,7 +219,19 @@ class VariantSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Variant
-        fields = ["id", "experiment", "parent", "name", "is_baseline", "inference_step", "parameter", "value", "change", "effective_config", "created_at"]
+        fields = [
+            "id",
+            "experiment",
+            "parent",
+            "name",
+            "is_baseline",
+            "inference_step",
+            "parameter",
+            "value",
+            "change",
+            "effective_config",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_inference_step(self, variant) -> str | None:
@@ -221,7 +258,19 @@ class VariantCreateSerializer(serializers.Serializer):
 class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
-        fields = ["id", "experiment", "variant", "status", "total", "passed", "failed", "errored", "started_at", "completed_at", "created_at"]
+        fields = [
+            "id",
+            "experiment",
+            "variant",
+            "status",
+            "total",
+            "passed",
+            "failed",
+            "errored",
+            "started_at",
+            "completed_at",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -244,8 +293,24 @@ class TestSerializer(serializers.ModelSerializer):
     class Meta:
         model = Test
         fields = [
-            "id", "run", "task", "task_external_id", "repetition", "input", "expected", "status", "attempts", "output",
-            "passed", "metrics", "error", "trace_id", "evaluations", "delivery_attempts", "created_at", "dispatched_at",
+            "id",
+            "run",
+            "task",
+            "task_external_id",
+            "repetition",
+            "input",
+            "expected",
+            "status",
+            "attempts",
+            "output",
+            "passed",
+            "metrics",
+            "error",
+            "trace_id",
+            "evaluations",
+            "delivery_attempts",
+            "created_at",
+            "dispatched_at",
             "completed_at",
         ]
         read_only_fields = fields
@@ -351,7 +416,9 @@ class TokenSerializer(serializers.ModelSerializer):
 
 
 class TokenWithSecretSerializer(TokenSerializer):
-    token = serializers.CharField(source="raw", read_only=True, help_text="The raw token. Shown only in this answer; only its hash is stored.")
+    token = serializers.CharField(
+        source="raw", read_only=True, help_text="The raw token. Shown only in this answer; only its hash is stored."
+    )
 
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "token"]

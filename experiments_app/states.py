@@ -33,11 +33,7 @@ TRANSITIONS = {
     (State.RUNNING_VARIANT, State.IDLE): "finish_variant",
     (State.BASELINE_COMPLETE, State.COMPLETED): "complete",
     (State.IDLE, State.COMPLETED): "complete",
-    **{
-        (source, State.ARCHIVED): "archive"
-        for source in State
-        if source not in RUNNING and source != State.ARCHIVED
-    },
+    **{(source, State.ARCHIVED): "archive" for source in State if source not in RUNNING and source != State.ARCHIVED},
 }
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["tests.engine_fixtures"]
+pytest_plugins = ["tests.engine_fixtures", "tests.api_fixtures"]
 
 
 @pytest.fixture

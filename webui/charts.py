@@ -55,13 +55,26 @@ def pass_rate_figure(results):
         level = round(baseline["pass_rate"] * 100, 2)
         layout["shapes"] = [
             {
-                "type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": level, "y1": level,
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": level,
+                "y1": level,
                 "line": {"dash": "dash", "width": 1.5, "color": COLOURS["baseline"]},
             }
         ]
         layout["annotations"] = [
-            {"xref": "paper", "x": 1, "y": level, "xanchor": "right", "yanchor": "bottom", "showarrow": False,
-             "text": f"baseline {level:g}%", "font": {"size": 11, "color": COLOURS["baseline"]}}
+            {
+                "xref": "paper",
+                "x": 1,
+                "y": level,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "text": f"baseline {level:g}%",
+                "font": {"size": 11, "color": COLOURS["baseline"]},
+            }
         ]
     trace = {
         "type": "bar",

@@ -7,11 +7,44 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse, StreamingHttpResponse
 
 RESULT_COLUMNS = [
-    "variant", "name", "parent", "is_baseline", "step", "parameter", "value", "run", "status", "pass_rate",
-    "pass_rate_vs_baseline", "delta_pp", "ci_low", "ci_high", "p_value", "total", "passed", "failed", "errored",
-    "improved", "regressed", "completed_at",
+    "variant",
+    "name",
+    "parent",
+    "is_baseline",
+    "step",
+    "parameter",
+    "value",
+    "run",
+    "status",
+    "pass_rate",
+    "pass_rate_vs_baseline",
+    "delta_pp",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "total",
+    "passed",
+    "failed",
+    "errored",
+    "improved",
+    "regressed",
+    "completed_at",
 ]
-TEST_COLUMNS = ["test", "task", "repetition", "status", "attempts", "passed_evaluators", "failed_evaluators", "output", "expected", "error", "metrics", "trace_id", "completed_at"]
+TEST_COLUMNS = [
+    "test",
+    "task",
+    "repetition",
+    "status",
+    "attempts",
+    "passed_evaluators",
+    "failed_evaluators",
+    "output",
+    "expected",
+    "error",
+    "metrics",
+    "trace_id",
+    "completed_at",
+]
 
 
 class Echo:

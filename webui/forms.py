@@ -27,7 +27,9 @@ def apply_errors(form, error):
 
 class ApplicationForm(forms.Form):
     name = forms.CharField(max_length=200)
-    webhook_url = forms.CharField(max_length=2000, label="Webhook URL", widget=forms.URLInput(attrs={"placeholder": "https://app.example/webhooks/experiments"}))
+    webhook_url = forms.CharField(
+        max_length=2000, label="Webhook URL", widget=forms.URLInput(attrs={"placeholder": "https://app.example/webhooks/experiments"})
+    )
     timeout_seconds = forms.IntegerField(min_value=1, initial=30, help_text="Per delivery attempt.")
     result_timeout_seconds = forms.IntegerField(min_value=1, initial=300, help_text="How long to wait for a result after a 202.")
     max_concurrency = forms.IntegerField(min_value=1, initial=20, help_text="Requests in flight at once.")
@@ -43,7 +45,12 @@ class StepForm(forms.Form):
     external_id = forms.CharField(max_length=200, label="External id", help_text="The step name your code uses in `overrides`.")
     name = forms.CharField(max_length=200, required=False)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    config = forms.JSONField(required=False, initial=dict, help_text="Production parameters as a JSON object.", widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}))
+    config = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text="Production parameters as a JSON object.",
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
+    )
 
     def clean_config(self):
         config = self.cleaned_data["config"]
@@ -65,7 +72,9 @@ class TaskForm(forms.Form):
     external_id = forms.CharField(max_length=200, label="External id")
     name = forms.CharField(max_length=500, required=False)
     input = forms.JSONField(required=False, help_text="A JSON object.", widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}))
-    expected = forms.JSONField(required=False, help_text="Any JSON; empty for none.", widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}))
+    expected = forms.JSONField(
+        required=False, help_text="Any JSON; empty for none.", widget=forms.Textarea(attrs={"rows": 2, "class": "mono"})
+    )
     tags = forms.CharField(required=False, help_text="Comma-separated.")
 
     def clean_tags(self):
@@ -154,7 +163,9 @@ class ExperimentForm(forms.Form):
     application = forms.ChoiceField()
     name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"placeholder": "Lower temperature to cut hallucinations"}))
     description = forms.CharField(
-        required=False, label="Hypothesis", widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Lowering temperature 0.7→0.3 raises the pass rate."})
+        required=False,
+        label="Hypothesis",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Lowering temperature 0.7→0.3 raises the pass rate."}),
     )
 
     def __init__(self, *args, applications=(), **kwargs):
@@ -260,7 +271,9 @@ def parameter_field(parameter, *, required=True, label=None):
         choices = ([("", "— unset —")] if not required else []) + [(choice, choice) for choice in spec.choices]
         return forms.ChoiceField(choices=choices, required=required, label=label, help_text=help_text)
     if spec.kind == "integer":
-        return forms.IntegerField(required=required, label=label, min_value=int(spec.minimum), max_value=int(spec.maximum), help_text=help_text)
+        return forms.IntegerField(
+            required=required, label=label, min_value=int(spec.minimum), max_value=int(spec.maximum), help_text=help_text
+        )
     if spec.kind == "number":
         widget = forms.NumberInput(attrs={"step": "0.01", "min": spec.minimum, "max": spec.maximum, "data-slider": "1"})
         return forms.FloatField(required=required, label=label, widget=widget, help_text=help_text)

@@ -146,9 +146,9 @@ def create_step(application, data):
 def update_step(step, data):
     """Edit a step. Renaming a step that a locked experiment uses is refused (Locked)."""
     clean = validate_step(data, partial=True)
-    if "external_id" in clean and clean["external_id"] != step.external_id:
-        if step.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED).exists():
-            raise Locked("The step is used by a locked experiment; its external_id cannot change.")
+    renamed = "external_id" in clean and clean["external_id"] != step.external_id
+    if renamed and step.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED).exists():
+        raise Locked("The step is used by a locked experiment; its external_id cannot change.")
     for field, value in clean.items():
         setattr(step, field, value)
     with unique_external_id("step", step.external_id):
@@ -220,9 +220,7 @@ def import_tasks(application, rows, *, prefix="tasks"):
             errors[f"{prefix}[{index}].external_id"] = [f"Repeats {prefix}[{seen[external_id]}]."]
         seen.setdefault(external_id, index)
         cleaned.append((index, clean))
-    existing = set(
-        Task.objects.filter(application=application, external_id__in=list(seen)).values_list("external_id", flat=True)
-    )
+    existing = set(Task.objects.filter(application=application, external_id__in=list(seen)).values_list("external_id", flat=True))
     for index, clean in cleaned:
         if clean["external_id"] in existing:
             errors[f"{prefix}[{index}].external_id"] = [f"A task {clean['external_id']!r} already exists in this application."]

@@ -1,7 +1,6 @@
 """Experiment lifecycle, scope, baseline config and the variant tree."""
 
 import regex
-
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -258,7 +257,9 @@ def create_variant(experiment, *, parent, inference_step, parameter, value, name
     if inherited is not None and inherited == value:
         raise ValidationFailed({"value": f"{value!r} is the value {parameter} already has here; a variant must change something."})
     name = (name or "").strip() or default_variant_name(step.external_id, parameter, value)
-    return Variant.objects.create(experiment=experiment, parent=parent, name=name[:200], inference_step=step, parameter=parameter, value=value)
+    return Variant.objects.create(
+        experiment=experiment, parent=parent, name=name[:200], inference_step=step, parameter=parameter, value=value
+    )
 
 
 def delete_variant(variant):

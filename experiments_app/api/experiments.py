@@ -79,9 +79,7 @@ class ExperimentViewSet(ApiViewSet):
         if application is None:
             raise ValidationFailed({"application": "No such application in your teams."})
         require_role(request, application.team_id, Role.EDITOR)
-        experiment = actions.create_experiment(
-            application, name=data["name"], description=data.get("description", ""), by=request.user
-        )
+        experiment = actions.create_experiment(application, name=data["name"], description=data.get("description", ""), by=request.user)
         return self.answer(experiment, status.HTTP_201_CREATED)
 
     @extend_schema(responses=ExperimentSerializer)
@@ -139,6 +137,7 @@ class ExperimentViewSet(ApiViewSet):
     @extend_schema(request=None, responses=ExperimentSerializer)
     def archive(self, request, id):
         return self.answer(actions.archive_experiment(self.load(id, Role.EDITOR), by=request.user))
+
 
 @extend_schema(tags=["runs"])
 class ExperimentRunViewSet(ApiViewSet):

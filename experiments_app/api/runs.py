@@ -127,4 +127,3 @@ class ResultViewSet(ApiViewSet):
 
     def get_authenticate_header(self, request):
         return "Bearer"
-

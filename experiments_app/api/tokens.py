@@ -43,7 +43,10 @@ class TokenViewSet(ApiViewSet):
     def retrieve(self, request, id):
         return Response(TokenSerializer(self.load(id)).data)
 
-    @extend_schema(responses={204: OpenApiResponse(description="Revoked (again: no change).")}, description="Revoke the token (admin); it stays listed with `revoked_at`.")
+    @extend_schema(
+        responses={204: OpenApiResponse(description="Revoked (again: no change).")},
+        description="Revoke the token (admin); it stays listed with `revoked_at`.",
+    )
     def destroy(self, request, id):
         actions.revoke_token(self.load(id))
         return Response(status=status.HTTP_204_NO_CONTENT)

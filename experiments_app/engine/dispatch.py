@@ -113,7 +113,6 @@ def log_lost_attempts(tests, now):
     )
 
 
-
 def claim_tests(application, limit):
     """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease); return them."""
     now = timezone.now()

@@ -1,8 +1,8 @@
 """Delivery policy as pure functions: which answers are retried and how long to wait."""
 
 import random
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 
@@ -45,8 +45,8 @@ def parse_retry_after(value, now=None):
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt_timezone.utc)
-    now = now or datetime.now(dt_timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
 
 

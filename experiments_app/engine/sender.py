@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -112,19 +112,19 @@ class Sender:
                 entry[1] += 1
 
     async def attempt(self, job, client):
-        started_at = datetime.now(dt_timezone.utc)
+        started_at = datetime.now(UTC)
         started = time.perf_counter()
         outcome = Outcome(job=job, started_at=started_at, duration_ms=0.0)
         try:
             await asyncio.wait_for(self.send(client, job, outcome), timeout=job.timeout)
         except webhooks.BlockedAddress as blocked:
             outcome.error, outcome.blocked = str(blocked), True
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException):
             outcome.status_code = None
             outcome.error = f"Timed out after {job.timeout:g}s."
         except httpx.HTTPError as failure:
             outcome.error = f"{type(failure).__name__}: {failure}" if str(failure) else f"{type(failure).__name__}."
-        except Exception as failure:  # noqa: BLE001 - any failure must come back as an outcome, never vanish
+        except Exception as failure:
             outcome.error = f"{type(failure).__name__}: {failure}"
         outcome.duration_ms = round((time.perf_counter() - started) * 1000, 1)
         self.outcomes.put(outcome)

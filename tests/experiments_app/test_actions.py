@@ -269,9 +269,7 @@ def test_effective_config_through_a_three_level_branch():
     a = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3)
     b = actions.create_variant(experiment, parent=a, inference_step="main", parameter="model", value="gpt-4o")
     c = actions.create_variant(experiment, parent=b, inference_step="main", parameter="verbosity", value="high")
-    assert actions.variant_effective_config(c) == {
-        "main": {"model": "gpt-4o", "temperature": 0.3, "max_tokens": 500, "verbosity": "high"}
-    }
+    assert actions.variant_effective_config(c) == {"main": {"model": "gpt-4o", "temperature": 0.3, "max_tokens": 500, "verbosity": "high"}}
     assert actions.variant_effective_config(a)["main"]["model"] == "gpt-4o-mini"
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from experiments_app.models import ApiToken, Role
-from tests.api_fixtures import admin, anonymous, client_for, stranger, viewer, world  # noqa: F401
+from tests.api_fixtures import client_for
 from tests.factories import make_team, make_token, make_user
 
 # (method, url name, kwargs from the world, needed role)
@@ -83,14 +83,18 @@ def test_every_route_answers_401_for_an_unknown_token(world, method, name, kwarg
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(("method", "name", "kwargs", "role"), [r for r in ROUTES if r[2]], ids=[i for i, r in zip(IDS, ROUTES) if r[2]])
+@pytest.mark.parametrize(
+    ("method", "name", "kwargs", "role"), [r for r in ROUTES if r[2]], ids=[i for i, r in zip(IDS, ROUTES, strict=False) if r[2]]
+)
 def test_every_object_route_answers_404_to_another_team(stranger, world, method, name, kwargs, role):
     response = send(stranger, method, url_of(world, name, kwargs))
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 
 
-@pytest.mark.parametrize(("method", "name", "kwargs", "role"), [r for r in ROUTES if r[3] in (Role.EDITOR, Role.ADMIN) and r[1] != "test-result"])
+@pytest.mark.parametrize(
+    ("method", "name", "kwargs", "role"), [r for r in ROUTES if r[3] in (Role.EDITOR, Role.ADMIN) and r[1] != "test-result"]
+)
 def test_every_write_answers_403_to_a_viewer(viewer, world, method, name, kwargs, role):
     response = send(viewer, method, url_of(world, name, kwargs))
     assert response.status_code == 403

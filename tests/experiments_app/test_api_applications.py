@@ -4,7 +4,6 @@ import pytest
 from django.urls import reverse
 
 from experiments_app.models import Application, InferenceStep, Task
-from tests.api_fixtures import admin, editor, viewer, world  # noqa: F401
 from tests.factories import make_application, make_step, make_task
 
 
@@ -225,7 +224,9 @@ def test_reading_a_task(viewer, world):
 
 
 def rows(n, start=0):
-    return [{"external_id": f"bulk-{i}", "input": {"question": f"q{i}"}, "expected": f"a{i}", "tags": ["bulk"]} for i in range(start, start + n)]
+    return [
+        {"external_id": f"bulk-{i}", "input": {"question": f"q{i}"}, "expected": f"a{i}", "tags": ["bulk"]} for i in range(start, start + n)
+    ]
 
 
 def test_bulk_import_answers_201_with_the_count(editor, world):

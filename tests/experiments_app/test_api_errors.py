@@ -3,8 +3,6 @@
 import pytest
 from django.urls import reverse
 
-from tests.api_fixtures import admin, editor, world  # noqa: F401
-
 
 def url(name, **kwargs):
     return reverse(f"api:{name}", kwargs=kwargs)

@@ -5,12 +5,25 @@ from django.urls import reverse
 from experiments_app import actions
 from experiments_app.models import Experiment, Run, Variant
 from experiments_app.states import State
-from tests.api_fixtures import editor, experiment_with_baseline, finish_run, ready_experiment, viewer, world  # noqa: F401
+from tests.api_fixtures import experiment_with_baseline, ready_experiment
 from tests.factories import make_application, make_step, make_task
 
 EXPERIMENT_FIELDS = {
-    "id", "application", "name", "description", "status", "inference_steps", "tasks", "evaluators",
-    "repetitions", "max_error_rate", "baseline", "locked_at", "winner", "completed_at", "created_at",
+    "id",
+    "application",
+    "name",
+    "description",
+    "status",
+    "inference_steps",
+    "tasks",
+    "evaluators",
+    "repetitions",
+    "max_error_rate",
+    "baseline",
+    "locked_at",
+    "winner",
+    "completed_at",
+    "created_at",
 }
 
 
@@ -23,7 +36,11 @@ def url(name, **kwargs):
 
 def test_creating_an_experiment_answers_201_in_draft_with_its_baseline(editor, team):
     application = make_application(team)
-    response = editor.post(url("experiment-list"), {"application": str(application.pk), "name": "Lower temperature", "description": "Hypothesis"}, format="json")
+    response = editor.post(
+        url("experiment-list"),
+        {"application": str(application.pk), "name": "Lower temperature", "description": "Hypothesis"},
+        format="json",
+    )
     assert response.status_code == 201
     body = response.json()
     assert set(body) == EXPERIMENT_FIELDS
@@ -170,7 +187,19 @@ def test_run_baseline_answers_202_with_the_queued_run(editor, team, django_captu
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued" and body["total"] == 2 and body["variant"] == str(experiment.baseline.pk)
-    assert set(body) == {"id", "experiment", "variant", "status", "total", "passed", "failed", "errored", "started_at", "completed_at", "created_at"}
+    assert set(body) == {
+        "id",
+        "experiment",
+        "variant",
+        "status",
+        "total",
+        "passed",
+        "failed",
+        "errored",
+        "started_at",
+        "completed_at",
+        "created_at",
+    }
     assert len(callbacks) == 1  # the dispatch is enqueued on commit
 
 

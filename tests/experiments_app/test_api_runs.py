@@ -11,7 +11,7 @@ from django.utils import timezone
 from experiments_app import actions, webhooks
 from experiments_app.models import DeliveryAttempt, Role, Run, RunStatus, Test, new_webhook_secret
 from experiments_app.states import State
-from tests.api_fixtures import admin, client_for, editor, experiment_with_baseline, finish_run, ready_experiment, stranger, viewer, world  # noqa: F401
+from tests.api_fixtures import client_for, experiment_with_baseline, finish_run, ready_experiment
 from tests.factories import make_application, make_team, make_token, make_user
 
 
@@ -65,12 +65,21 @@ def test_tests_list_pages_with_page_size(viewer, world):
 
 
 def test_a_test_shows_its_delivery_attempts_and_evaluations(viewer, world):
-    DeliveryAttempt.objects.create(test=world.test, number=1, started_at=timezone.now(), status_code=503, duration_ms=12.5, error="HTTP 503")
+    DeliveryAttempt.objects.create(
+        test=world.test, number=1, started_at=timezone.now(), status_code=503, duration_ms=12.5, error="HTTP 503"
+    )
     response = viewer.get(url("test-detail", id=world.test.pk))
     assert response.status_code == 200
     body = response.json()
     assert body["delivery_attempts"] == [
-        {"number": 1, "started_at": body["delivery_attempts"][0]["started_at"], "status_code": 503, "duration_ms": 12.5, "error": "HTTP 503", "retry_at": None}
+        {
+            "number": 1,
+            "started_at": body["delivery_attempts"][0]["started_at"],
+            "status_code": 503,
+            "duration_ms": 12.5,
+            "error": "HTTP 503",
+            "retry_at": None,
+        }
     ]
     assert body["evaluations"] and body["evaluations"][0]["passed"] is True
     assert body["input"] == world.test.task_input and body["status"] == "passed"

@@ -16,7 +16,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
 from experiments_app.models import Role
-from tests.api_fixtures import world  # noqa: F401
 from tests.factories import make_token
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())

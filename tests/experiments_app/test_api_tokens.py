@@ -8,7 +8,7 @@ from django.urls import reverse
 from experiments_app import actions
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import ApiToken, Membership, Role
-from tests.api_fixtures import admin, anonymous, client_for, editor, stranger, viewer  # noqa: F401
+from tests.api_fixtures import client_for
 from tests.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db

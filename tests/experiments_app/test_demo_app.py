@@ -10,8 +10,7 @@ from demo_app import pipeline
 from demo_app.catalog import TASKS
 from demo_app.server import serve_in_thread
 from experiments_app import webhooks
-from experiments_app.models import Experiment, Run, RunStatus, Team
-from experiments_app.models import new_webhook_secret
+from experiments_app.models import Experiment, Run, RunStatus, Team, new_webhook_secret
 from experiments_app.states import State
 
 SECRET = new_webhook_secret()

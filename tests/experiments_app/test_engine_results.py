@@ -23,7 +23,9 @@ def invalid_fields(data):
 
 
 def test_parse_accepts_a_full_result():
-    parsed = engine.parse_result({"output": {"a": 1}, "passed": True, "metrics": {"latency_ms": 3, "cost_usd": 0.1}, "error": "x", "traceId": "t"})
+    parsed = engine.parse_result(
+        {"output": {"a": 1}, "passed": True, "metrics": {"latency_ms": 3, "cost_usd": 0.1}, "error": "x", "traceId": "t"}
+    )
     assert parsed == {"output": {"a": 1}, "passed": True, "metrics": {"latency_ms": 3, "cost_usd": 0.1}, "error": "x", "trace_id": "t"}
 
 
@@ -44,7 +46,12 @@ def test_parse_refuses_booleans_and_infinities_as_metrics():
 
 
 def test_parse_names_each_bad_field():
-    assert invalid_fields({"output": 1, "passed": "yes", "metrics": [], "error": 3, "traceId": 4}) == {"passed", "metrics", "error", "traceId"}
+    assert invalid_fields({"output": 1, "passed": "yes", "metrics": [], "error": 3, "traceId": 4}) == {
+        "passed",
+        "metrics",
+        "error",
+        "traceId",
+    }
 
 
 def test_parse_refuses_a_non_object():
@@ -260,7 +267,7 @@ def test_racing_last_results_close_the_run_exactly_once(receiver, fast_engine):
         try:
             barrier.wait(5)
             engine.record_result(test.pk, {"output": test.task_expected})
-        except Exception as error:  # noqa: BLE001 - reported below
+        except Exception as error:
             errors.append(error)
         finally:
             connections.close_all()

@@ -150,13 +150,17 @@ def test_regex_is_case_insensitive_when_asked():
 
 
 def test_json_subset_passes_when_expected_keys_match_and_extra_keys_are_ignored():
-    evaluation = one({"type": "json_subset"}, output={"city": "Paris", "country": "FR", "extra": 1}, expected={"city": "Paris", "country": "FR"})
+    evaluation = one(
+        {"type": "json_subset"}, output={"city": "Paris", "country": "FR", "extra": 1}, expected={"city": "Paris", "country": "FR"}
+    )
     assert evaluation["passed"] is True
     assert evaluation["score"] == 1.0
 
 
 def test_json_subset_scores_the_share_of_matching_keys():
-    evaluation = one({"type": "json_subset"}, output={"city": "Lyon", "country": "FR"}, expected={"city": "Paris", "country": "FR", "zip": "75"})
+    evaluation = one(
+        {"type": "json_subset"}, output={"city": "Lyon", "country": "FR"}, expected={"city": "Paris", "country": "FR", "zip": "75"}
+    )
     assert evaluation["passed"] is False
     assert evaluation["score"] == pytest.approx(1 / 3)
     assert "zip" in evaluation["detail"] and "city" in evaluation["detail"]

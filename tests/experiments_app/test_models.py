@@ -39,7 +39,9 @@ def test_variant_must_be_baseline_or_one_change():
     experiment = make_ready_experiment()
     step = experiment.inference_steps.get()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Variant.objects.create(experiment=experiment, parent=experiment.baseline, name="bad", inference_step=step, parameter="seed", value=1)
+        Variant.objects.create(
+            experiment=experiment, parent=experiment.baseline, name="bad", inference_step=step, parameter="seed", value=1
+        )
 
 
 def test_at_most_one_active_run_per_experiment():

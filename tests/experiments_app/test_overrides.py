@@ -110,9 +110,7 @@ def test_effective_config_applies_a_three_level_branch_root_first():
 
 def test_effective_config_deeper_change_of_same_parameter_wins():
     baseline = {"gen": {"temperature": 0.7}}
-    assert overrides.effective_config(baseline, [("gen", "temperature", 0.3), ("gen", "temperature", 0.9)]) == {
-        "gen": {"temperature": 0.9}
-    }
+    assert overrides.effective_config(baseline, [("gen", "temperature", 0.3), ("gen", "temperature", 0.9)]) == {"gen": {"temperature": 0.9}}
 
 
 def test_effective_config_of_baseline_is_its_config():

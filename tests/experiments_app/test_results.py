@@ -12,9 +12,28 @@ from tests.factories import make_ready_experiment
 pytestmark = pytest.mark.django_db
 
 R_KEYS = {
-    "variant", "name", "parent", "is_baseline", "change", "run", "status", "pass_rate", "pass_rate_vs_baseline",
-    "delta_pp", "ci_low", "ci_high", "p_value", "total", "passed", "failed", "errored", "improved", "regressed",
-    "completed_at", "metrics", "evaluators",
+    "variant",
+    "name",
+    "parent",
+    "is_baseline",
+    "change",
+    "run",
+    "status",
+    "pass_rate",
+    "pass_rate_vs_baseline",
+    "delta_pp",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "total",
+    "passed",
+    "failed",
+    "errored",
+    "improved",
+    "regressed",
+    "completed_at",
+    "metrics",
+    "evaluators",
 }
 
 P, F, E = Status.PASSED, Status.FAILED, Status.ERRORED
@@ -38,7 +57,11 @@ def make_run(variant, statuses, *, status=RunStatus.SUCCEEDED, metrics=None, eva
         for number, test_status in enumerate(repetitions, start=1):
             tests.append(
                 Test(
-                    run=run, task=task, repetition=number, task_external_id=task.external_id, status=test_status,
+                    run=run,
+                    task=task,
+                    repetition=number,
+                    task_external_id=task.external_id,
+                    status=test_status,
                     has_output=test_status != E,
                     metrics=(metrics or {}).get((task.external_id, number), {}),
                     evaluations=(evaluations or {}).get((task.external_id, number), []),
@@ -191,8 +214,21 @@ def test_variant_without_a_result_has_null_figures(experiment, tasks):
     make_run(experiment.baseline, {task: [P] for task in tasks})
     make_variant(experiment)
     row = results.experiment_results(experiment)["variants"][0]
-    for key in ("run", "status", "pass_rate", "pass_rate_vs_baseline", "delta_pp", "ci_low", "ci_high", "p_value",
-                "total", "passed", "failed", "errored", "completed_at"):
+    for key in (
+        "run",
+        "status",
+        "pass_rate",
+        "pass_rate_vs_baseline",
+        "delta_pp",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "total",
+        "passed",
+        "failed",
+        "errored",
+        "completed_at",
+    ):
         assert row[key] is None, key
     assert (row["improved"], row["regressed"], row["metrics"], row["evaluators"]) == ([], [], {}, {})
 
@@ -275,10 +311,16 @@ def test_results_of_a_run_without_aggregates_are_computed_on_the_spot(experiment
 
 
 def test_compare_runs_answers_the_spec_shape(experiment, tasks):
-    old = make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [P], tasks[2]: [F]},
-                   metrics={(tasks[0].external_id, 1): {"latency_ms": 100, "tokens": 10}, (tasks[1].external_id, 1): {"latency_ms": 200}})
-    new = make_run(make_variant(experiment), {tasks[1]: [F], tasks[2]: [P], tasks[3]: [P]},
-                   metrics={(tasks[1].external_id, 1): {"latency_ms": 120, "cost_usd": 0.1}})
+    old = make_run(
+        experiment.baseline,
+        {tasks[0]: [P], tasks[1]: [P], tasks[2]: [F]},
+        metrics={(tasks[0].external_id, 1): {"latency_ms": 100, "tokens": 10}, (tasks[1].external_id, 1): {"latency_ms": 200}},
+    )
+    new = make_run(
+        make_variant(experiment),
+        {tasks[1]: [F], tasks[2]: [P], tasks[3]: [P]},
+        metrics={(tasks[1].external_id, 1): {"latency_ms": 120, "cost_usd": 0.1}},
+    )
     comparison = results.compare_runs(new, old)
     assert comparison == {
         "new_run": str(new.pk),

@@ -90,7 +90,9 @@ def test_the_worker_runs_a_baseline_and_a_branch_of_variants_end_to_end(celery_w
         application, experiment = demo_setup(f"http://127.0.0.1:{server.server_address[1]}/webhook")
         server.app.fixed_secret = application.webhook_secret
         baseline_run = actions.start_baseline_run(experiment)
-        baseline_run = wait_for(lambda: run_finished(baseline_run.pk), 60, message=f"the baseline run\n{celery_worker_process.log()[-2000:]}")
+        baseline_run = wait_for(
+            lambda: run_finished(baseline_run.pk), 60, message=f"the baseline run\n{celery_worker_process.log()[-2000:]}"
+        )
         assert baseline_run.status == RunStatus.SUCCEEDED
         check_outputs_match_the_application(baseline_run)
         assert baseline_run.passed == expected_passes(baseline_run)
@@ -102,8 +104,8 @@ def test_the_worker_runs_a_baseline_and_a_branch_of_variants_end_to_end(celery_w
         stronger = actions.create_variant(experiment, parent=cooler, inference_step="answer", parameter="model", value="gpt-4o")
         runs = []
         for variant in (cooler, stronger):
-            run = actions.start_variant_run(variant)
-            run = wait_for(lambda: run_finished(run.pk), 60, message="a variant run")
+            started = actions.start_variant_run(variant)
+            run = wait_for(lambda started=started: run_finished(started.pk), 60, message="a variant run")
             assert Experiment.objects.get(pk=experiment.pk).status == State.IDLE
             check_outputs_match_the_application(run)
             assert run.passed == expected_passes(run)

@@ -1,7 +1,7 @@
 """Standard Webhooks signing and verification, the SSRF guard and ping."""
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
@@ -22,7 +22,7 @@ def test_our_signature_verifies_with_the_standardwebhooks_library():
 
 
 def test_a_library_signature_verifies_with_ours():
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     signature = standardwebhooks.Webhook(SECRET).sign("msg_2", stamp, BODY.decode())
     headers = {"Webhook-Id": "msg_2", "Webhook-Timestamp": str(int(stamp.timestamp())), "Webhook-Signature": signature}
     assert webhooks.verify_signature(SECRET, headers, BODY)

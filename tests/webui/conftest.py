@@ -73,7 +73,9 @@ def make_ready(team, n_tasks=4, **experiment_fields):
     application = make_application(team)
     step = make_step(application, external_id="main", config={"model": "gpt-4o-mini", "temperature": 0.7, "max_tokens": 500})
     tasks = [make_task(application, external_id=f"t{index:03d}", tags=["even" if index % 2 == 0 else "odd"]) for index in range(n_tasks)]
-    experiment = actions.create_experiment(application, name=experiment_fields.pop("name", "Lower temperature"), description="Cooler is better.")
+    experiment = actions.create_experiment(
+        application, name=experiment_fields.pop("name", "Lower temperature"), description="Cooler is better."
+    )
     actions.set_scope(experiment, steps=[step.external_id], tasks=tasks)
     experiment.refresh_from_db()
     return experiment
@@ -84,7 +86,9 @@ def make_with_results(team, n_tasks=4):
     experiment = make_ready(team, n_tasks)
     baseline_run = finish_run(actions.start_baseline_run(experiment), lambda ext: int(ext[1:]) % 2 == 0)
     experiment.refresh_from_db()
-    variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3, name="temp 0.3")
+    variant = actions.create_variant(
+        experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3, name="temp 0.3"
+    )
     variant_run = finish_run(actions.start_variant_run(variant), lambda ext: True, latency=80)
     experiment.refresh_from_db()
     return experiment, baseline_run, variant, variant_run

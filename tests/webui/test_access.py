@@ -72,7 +72,9 @@ def test_user_without_team_sees_an_explanation(client):
 )
 def test_another_teams_objects_are_not_found(editor, outsider, path):
     experiment, baseline_run, _, _ = make_with_results(editor.team)
-    url = path.format(experiment=experiment.pk, run=baseline_run.pk, test=baseline_run.tests.first().pk, application=experiment.application_id)
+    url = path.format(
+        experiment=experiment.pk, run=baseline_run.pk, test=baseline_run.tests.first().pk, application=experiment.application_id
+    )
     assert editor.get(url).status_code in (200, 286)  # 286: a finished run's summary stops polling
     assert outsider.get(url).status_code == 404
     assert outsider.get(url, HTTP_HX_REQUEST="true").status_code == 404
@@ -150,7 +152,7 @@ def test_static_assets_are_served_locally_not_from_a_cdn(editor):
 
 def test_body_carries_the_csrf_token_for_htmx(editor):
     page = editor.get("/experiments/").content.decode()
-    assert "hx-headers='{\"X-CSRFToken\": \"" in page
+    assert 'hx-headers=\'{"X-CSRFToken": "' in page
 
 
 def test_applications_list_is_scoped_to_the_team(editor):

@@ -17,7 +17,13 @@ def loopback_allowed(settings):
 
 
 def new_application(client, **fields):
-    data = {"name": "Support bot", "webhook_url": "http://127.0.0.1:9/hook", "timeout_seconds": 30, "result_timeout_seconds": 300, "max_concurrency": 20}
+    data = {
+        "name": "Support bot",
+        "webhook_url": "http://127.0.0.1:9/hook",
+        "timeout_seconds": 30,
+        "result_timeout_seconds": 300,
+        "max_concurrency": 20,
+    }
     return client.post("/applications/", {**data, **fields})
 
 
@@ -60,7 +66,13 @@ def test_editor_cannot_create_or_edit_applications(editor, loopback_allowed):
 
 def test_admin_edits_webhook_settings(admin, loopback_allowed):
     application = make_application(admin.team)
-    data = {"name": "Renamed", "webhook_url": "http://127.0.0.1:8100/webhook", "timeout_seconds": 10, "result_timeout_seconds": 60, "max_concurrency": 5}
+    data = {
+        "name": "Renamed",
+        "webhook_url": "http://127.0.0.1:8100/webhook",
+        "timeout_seconds": 10,
+        "result_timeout_seconds": 60,
+        "max_concurrency": 5,
+    }
     response = admin.post(f"/applications/{application.pk}/", data)
     assert response.status_code == 302
     application.refresh_from_db()
@@ -116,7 +128,9 @@ def test_viewer_cannot_send_a_test_delivery(viewer):
 def test_detail_lists_recent_delivery_failures(editor):
     experiment, _, _, run = make_with_results(editor.team)
     test = Test.objects.filter(run=run).first()
-    DeliveryAttempt.objects.create(test=test, number=2, started_at=timezone.now(), status_code=None, duration_ms=3, error="connection refused")
+    DeliveryAttempt.objects.create(
+        test=test, number=2, started_at=timezone.now(), status_code=None, duration_ms=3, error="connection refused"
+    )
     html = editor.get(f"/applications/{experiment.application_id}/").content.decode()
     failures = html[html.index('id="delivery-failures"') :]
     assert "connection refused" in failures and test.task_external_id in failures

@@ -5,6 +5,7 @@ data made with the actions. Screenshots of the main pages go to $WEBUI_SCREENSHO
 (docs/ when refreshing the README pictures), else to a temporary directory.
 """
 
+import io
 import os
 import re
 from pathlib import Path
@@ -106,7 +107,12 @@ def test_phone_width_has_no_horizontal_scroll(browser, live_server):
     experiment, baseline_run, _, run = make_with_results(team)
     page = open_page(browser, width=390, height=844)
     sign_in(page, live_server.url, user.username)
-    for path in ("/experiments/", f"/experiments/{experiment.pk}/", f"/runs/{run.pk}/", f"/applications/{experiment.application_id}/tasks/"):
+    for path in (
+        "/experiments/",
+        f"/experiments/{experiment.pk}/",
+        f"/runs/{run.pk}/",
+        f"/applications/{experiment.application_id}/tasks/",
+    ):
         page.goto(live_server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at 390px"
@@ -129,7 +135,9 @@ def demo_application(team, url, n_tasks=12):
     from demo_app.catalog import TASKS
     from experiments_app.management.commands.load_demo import STEPS
 
-    application = make_application(team, name="Demo assistant", webhook_url=url, max_concurrency=5, timeout_seconds=5, result_timeout_seconds=30)
+    application = make_application(
+        team, name="Demo assistant", webhook_url=url, max_concurrency=5, timeout_seconds=5, result_timeout_seconds=30
+    )
     for external_id, fields in STEPS.items():
         InferenceStep.objects.create(application=application, external_id=external_id, **fields)
     for task in TASKS[:: max(1, len(TASKS) // n_tasks)][:n_tasks]:
@@ -197,7 +205,11 @@ def test_full_flow_against_the_demo_application(page, live_server, celery_worker
     page.wait_for_selector("#progress .bar")
     wait_for_status(page, "idle")
     # the chart and the table picked up the new result
-    wait_for(lambda: page.evaluate("(document.getElementById('chart-pass-rate').data || [{x: []}])[0].x.length") == 2, 30, message="the chart update")
+    wait_for(
+        lambda: page.evaluate("(document.getElementById('chart-pass-rate').data || [{x: []}])[0].x.length") == 2,
+        30,
+        message="the chart update",
+    )
     assert page.locator("#results-table tbody tr").count() == 2
     assert "cooler" in page.locator("#results-table").inner_text()
 
@@ -219,7 +231,7 @@ def test_screenshots_of_the_main_pages(browser, live_server, tmp_path, settings)
 
     out = Path(os.environ.get("WEBUI_SCREENSHOTS_DIR") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    call_command("load_demo", stdout=open(os.devnull, "w"))
+    call_command("load_demo", stdout=io.StringIO())
     from django.contrib.auth import get_user_model
 
     demo = get_user_model().objects.get(username="demo")
@@ -229,7 +241,9 @@ def test_screenshots_of_the_main_pages(browser, live_server, tmp_path, settings)
     runs = list(experiment.runs.select_related("variant").order_by("created_at"))
     baseline_run, best_run = runs[0], runs[2]
     test = best_run.tests.filter(status="passed").first()
-    draft = actions.create_experiment(experiment.application, name="Shorter system prompt", description="A shorter prompt keeps accuracy and cuts tokens.")
+    draft = actions.create_experiment(
+        experiment.application, name="Shorter system prompt", description="A shorter prompt keeps accuracy and cuts tokens."
+    )
     actions.set_scope(draft, steps=["answer"], tasks=list(experiment.application.tasks.all()[:20]))
 
     page = open_page(browser, width=1360, height=900)

@@ -47,7 +47,9 @@ def test_duplicate_step_is_a_form_error(editor, application):
 def test_edit_a_step(editor, application):
     step = make_step(application, external_id="gen")
     assert editor.get(f"/applications/{application.pk}/steps/{step.pk}/").status_code == 200
-    response = editor.post(f"/applications/{application.pk}/steps/{step.pk}/", {"external_id": "gen", "name": "New name", "config": '{"model": "x"}'})
+    response = editor.post(
+        f"/applications/{application.pk}/steps/{step.pk}/", {"external_id": "gen", "name": "New name", "config": '{"model": "x"}'}
+    )
     assert response.status_code == 302
     step.refresh_from_db()
     assert step.name == "New name" and step.config == {"model": "x"}
@@ -87,7 +89,13 @@ def test_tasks_tab_paginates_with_flat_queries(editor, application, django_asser
 
 
 def test_create_a_task(editor, application):
-    data = {"external_id": "capital-france", "name": "", "input": '{"question": "Capital of France?"}', "expected": '"Paris"', "tags": "geo, easy"}
+    data = {
+        "external_id": "capital-france",
+        "name": "",
+        "input": '{"question": "Capital of France?"}',
+        "expected": '"Paris"',
+        "tags": "geo, easy",
+    }
     assert editor.post(f"/applications/{application.pk}/tasks/", data).status_code == 302
     task = Task.objects.get(external_id="capital-france")
     assert (task.input, task.expected, task.tags) == ({"question": "Capital of France?"}, "Paris", ["geo", "easy"])

@@ -219,7 +219,9 @@ def test_delete_a_variant_without_runs(editor):
     assert not Variant.objects.filter(pk=child.pk).exists()
 
 
-@pytest.mark.parametrize("sort, first", [("-pass_rate", "temp 0.3"), ("pass_rate", "Baseline"), ("name", "Baseline"), ("-name", "temp 0.3")])
+@pytest.mark.parametrize(
+    "sort, first", [("-pass_rate", "temp 0.3"), ("pass_rate", "Baseline"), ("name", "Baseline"), ("-name", "temp 0.3")]
+)
 def test_results_table_sorts_by_allowed_keys(editor, sort, first):
     experiment, *_ = make_with_results(editor.team)
     html = editor.get(f"/experiments/{experiment.pk}/results/?sort={sort}").content.decode()

@@ -156,7 +156,9 @@ def test_setup_names_a_bad_baseline_value(editor):
 
 def test_setup_names_a_bad_evaluator(editor):
     experiment = draft(editor.team)
-    response = editor.post(f"/experiments/{experiment.pk}/setup/settings/", {"repetitions": "1", "max_error_rate": "0.2", "evaluators": '[{"type": "magic"}]'})
+    response = editor.post(
+        f"/experiments/{experiment.pk}/setup/settings/", {"repetitions": "1", "max_error_rate": "0.2", "evaluators": '[{"type": "magic"}]'}
+    )
     assert response.status_code == 400 and b"evaluators[0].type" in response.content
 
 
@@ -236,7 +238,8 @@ def test_max_error_rate_changes_after_the_baseline_ran_and_the_rest_stays(editor
     experiment, *_ = make_with_results(editor.team)
     before = (experiment.repetitions, experiment.evaluators)
     response = editor.post(
-        f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.35", "repetitions": "7", "evaluators": '[{"type": "contains"}]'}
+        f"/experiments/{experiment.pk}/setup/settings/",
+        {"max_error_rate": "0.35", "repetitions": "7", "evaluators": '[{"type": "contains"}]'},
     )
     assert response.status_code == 302
     experiment.refresh_from_db()

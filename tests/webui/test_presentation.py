@@ -14,8 +14,14 @@ from webui.tree import parse_sort, sort_rows, variant_tree
 
 def row(name, pass_rate, *, baseline=False, delta=None, p=None, variant=None, ci=(None, None)):
     return {
-        "variant": variant or str(uuid.uuid4()), "name": name, "is_baseline": baseline, "pass_rate": pass_rate,
-        "delta_pp": delta, "p_value": p, "ci_low": ci[0], "ci_high": ci[1],
+        "variant": variant or str(uuid.uuid4()),
+        "name": name,
+        "is_baseline": baseline,
+        "pass_rate": pass_rate,
+        "delta_pp": delta,
+        "p_value": p,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
     }
 
 
@@ -63,11 +69,19 @@ def variant(pk, parent=None):
 
 def test_tree_is_depth_first_with_guides():
     nodes = variant_tree([variant("b"), variant("a", "b"), variant("c", "b"), variant("a1", "a")], {"baseline": None, "variants": []})
-    assert [(n["variant"].pk, n["depth"], n["is_last"]) for n in nodes] == [("b", 0, True), ("a", 1, False), ("a1", 2, True), ("c", 1, True)]
+    assert [(n["variant"].pk, n["depth"], n["is_last"]) for n in nodes] == [
+        ("b", 0, True),
+        ("a", 1, False),
+        ("a1", 2, True),
+        ("c", 1, True),
+    ]
     assert nodes[2]["guides"] == [True]  # a1 sits under a, which has a later sibling: draw │
 
 
-@pytest.mark.parametrize("value, expected", [("-pass_rate", ("pass_rate", True)), ("name", ("name", False)), ("id; drop", ("pass_rate", True)), (None, ("pass_rate", True))])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("-pass_rate", ("pass_rate", True)), ("name", ("name", False)), ("id; drop", ("pass_rate", True)), (None, ("pass_rate", True))],
+)
 def test_sort_keys_come_from_an_allow_list(value, expected):
     assert parse_sort(value) == expected
 

@@ -20,7 +20,13 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def many_tasks(application, n):
     """`n` tasks `case-00000`…, every tenth tagged `hard`, named after their number."""
     Task.objects.bulk_create(
-        Task(application=application, external_id=f"case-{i:05d}", name=f"Question number {i}", input={"i": i}, tags=["hard"] if i % 10 == 0 else [])
+        Task(
+            application=application,
+            external_id=f"case-{i:05d}",
+            name=f"Question number {i}",
+            input={"i": i},
+            tags=["hard"] if i % 10 == 0 else [],
+        )
         for i in range(n)
     )
 

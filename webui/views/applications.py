@@ -3,8 +3,8 @@
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.vary import vary_on_headers
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions, webhooks
 from experiments_app.errors import DomainError, ValidationFailed
@@ -128,7 +128,11 @@ def ping(request, pk):
         return render(request, "webui/application_detail.html#ping-result", {"application": application, "ping": result})
     level = messages.SUCCESS if result["ok"] else messages.ERROR
     outcome = f"HTTP {result['status_code']}" if result["status_code"] else (result["error"] or "no answer")
-    messages.add_message(request, level, f"Test delivery: {outcome} in {result['duration_ms']:.0f} ms. {result['error'] if result['status_code'] else ''}".strip())
+    messages.add_message(
+        request,
+        level,
+        f"Test delivery: {outcome} in {result['duration_ms']:.0f} ms. {result['error'] if result['status_code'] else ''}".strip(),
+    )
     return redirect("webui:application-detail", pk=application.pk)
 
 

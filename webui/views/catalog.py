@@ -48,7 +48,10 @@ def steps_tab(request, pk):
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
-            request, form, lambda data: actions.create_step(application, data), lambda step: f"Step {step.external_id} created.",
+            request,
+            form,
+            lambda data: actions.create_step(application, data),
+            lambda step: f"Step {step.external_id} created.",
             reverse("webui:application-steps", args=[application.pk]),
         )
         if done:
@@ -57,7 +60,14 @@ def steps_tab(request, pk):
     steps = InferenceStep.objects.filter(application=application)
     if query:
         steps = steps.filter(Q(external_id__icontains=query) | Q(name__icontains=query) | Q(description__icontains=query))
-    context = {"application": application, "tab": "steps", "steps": steps, "q": query, "form": form, "can_edit": can(request, application.team_id)}
+    context = {
+        "application": application,
+        "tab": "steps",
+        "steps": steps,
+        "q": query,
+        "form": form,
+        "can_edit": can(request, application.team_id),
+    }
     template = tab_template(request, "steps") if request.method == "GET" else "webui/application_steps.html"
     return render(request, template, context, status=400 if form.errors else 200)
 
@@ -72,12 +82,22 @@ def step_edit(request, pk, step_id):
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
-            request, form, lambda data: actions.update_step(step, data), lambda saved: f"Step {saved.external_id} saved.",
+            request,
+            form,
+            lambda data: actions.update_step(step, data),
+            lambda saved: f"Step {saved.external_id} saved.",
             reverse("webui:application-steps", args=[application.pk]),
         )
         if done:
             return done
-    context = {"application": application, "tab": "steps", "object": step, "form": form, "kind": "step", "can_edit": can(request, application.team_id)}
+    context = {
+        "application": application,
+        "tab": "steps",
+        "object": step,
+        "form": form,
+        "kind": "step",
+        "can_edit": can(request, application.team_id),
+    }
     return render(request, "webui/catalog_edit.html", context, status=400 if form.errors else 200)
 
 
@@ -111,7 +131,10 @@ def tasks_tab(request, pk):
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
-            request, form, lambda data: actions.create_task(application, data), lambda task: f"Task {task.external_id} created.",
+            request,
+            form,
+            lambda data: actions.create_task(application, data),
+            lambda task: f"Task {task.external_id} created.",
             reverse("webui:application-tasks", args=[application.pk]),
         )
         if done:
@@ -160,15 +183,31 @@ def row_order(key):
 def task_edit(request, pk, task_id):
     application = load_application(request, pk)
     task = get_object_or_404(Task, pk=task_id, application=application)
-    initial = {"external_id": task.external_id, "name": task.name, "input": task.input, "expected": task.expected, "tags": ", ".join(task.tags or [])}
+    initial = {
+        "external_id": task.external_id,
+        "name": task.name,
+        "input": task.input,
+        "expected": task.expected,
+        "tags": ", ".join(task.tags or []),
+    }
     form = TaskForm(request.POST or None, initial=initial)
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
-            request, form, lambda data: actions.update_task(task, data), lambda saved: f"Task {saved.external_id} saved.",
+            request,
+            form,
+            lambda data: actions.update_task(task, data),
+            lambda saved: f"Task {saved.external_id} saved.",
             reverse("webui:application-tasks", args=[application.pk]),
         )
         if done:
             return done
-    context = {"application": application, "tab": "tasks", "object": task, "form": form, "kind": "task", "can_edit": can(request, application.team_id)}
+    context = {
+        "application": application,
+        "tab": "tasks",
+        "object": task,
+        "form": form,
+        "kind": "task",
+        "can_edit": can(request, application.team_id),
+    }
     return render(request, "webui/catalog_edit.html", context, status=400 if form.errors else 200)

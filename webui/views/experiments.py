@@ -97,7 +97,14 @@ def lifecycle_buttons(request, experiment, run):
         label = "Retry baseline" if status == State.BASELINE_FAILED else "Run baseline"
         buttons.append({"label": label, "url": reverse("webui:experiment-run-baseline", args=[pk]), "style": "primary"})
     if run is not None:
-        buttons.append({"label": "Cancel run", "url": reverse("webui:run-cancel", args=[run.pk]), "style": "danger", "confirm": "Cancel the running run?"})
+        buttons.append(
+            {
+                "label": "Cancel run",
+                "url": reverse("webui:run-cancel", args=[run.pk]),
+                "style": "danger",
+                "confirm": "Cancel the running run?",
+            }
+        )
     if status == State.BASELINE_FAILED:
         buttons.append({"label": "Reopen", "url": reverse("webui:experiment-reopen", args=[pk]), "style": ""})
     if status in (State.DRAFT, State.BASELINE_PENDING):
@@ -105,7 +112,14 @@ def lifecycle_buttons(request, experiment, run):
     if states.is_allowed(status, State.COMPLETED):
         buttons.append({"label": "Complete…", "url": reverse("webui:experiment-complete", args=[pk]), "style": "", "link": True})
     if states.is_allowed(status, State.ARCHIVED):
-        buttons.append({"label": "Archive", "url": reverse("webui:experiment-archive", args=[pk]), "style": "ghost", "confirm": "Archive this experiment? It becomes read-only."})
+        buttons.append(
+            {
+                "label": "Archive",
+                "url": reverse("webui:experiment-archive", args=[pk]),
+                "style": "ghost",
+                "confirm": "Archive this experiment? It becomes read-only.",
+            }
+        )
     return buttons
 
 
@@ -124,7 +138,12 @@ def header_context(request, experiment):
 def results_context(request, experiment):
     """Tree, charts and table from one call to experiment_results."""
     results = experiment_results(experiment)
-    variants = list(Variant.objects.filter(experiment=experiment).select_related("inference_step").annotate(n_runs=Count("runs")).order_by("created_at", "pk"))
+    variants = list(
+        Variant.objects.filter(experiment=experiment)
+        .select_related("inference_step")
+        .annotate(n_runs=Count("runs"))
+        .order_by("created_at", "pk")
+    )
     editable = can(request, experiment.team_id)
     runnable = editable and states.is_allowed(experiment.status, State.RUNNING_VARIANT)
     branchable = editable and experiment.status in BRANCHABLE

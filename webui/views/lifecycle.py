@@ -3,8 +3,8 @@
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.vary import vary_on_headers
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
@@ -33,7 +33,9 @@ def run_baseline(request, pk):
 def run_variant(request, pk):
     variant = load_variant(request, pk)
     require_role(request, variant.experiment.team_id)
-    return perform(request, variant.experiment, lambda: actions.start_variant_run(variant, by=request.user), f"Run of “{variant.name}” started.")
+    return perform(
+        request, variant.experiment, lambda: actions.start_variant_run(variant, by=request.user), f"Run of “{variant.name}” started."
+    )
 
 
 @require_POST
@@ -49,7 +51,9 @@ def cancel_run(request, pk):
 def reopen(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    return perform(request, experiment, lambda: actions.reopen_experiment(experiment, by=request.user), "Reopened: the scope can be edited again.")
+    return perform(
+        request, experiment, lambda: actions.reopen_experiment(experiment, by=request.user), "Reopened: the scope can be edited again."
+    )
 
 
 @require_POST
@@ -110,7 +114,12 @@ def branch(request, pk):
         form = BranchForm(request.POST, steps=steps, parameter=parameter)
         if form.is_valid():
             try:
-                actions.create_variant(experiment, parent=parent, by=request.user, **{k: form.cleaned_data[k] for k in ("inference_step", "parameter", "value", "name")})
+                actions.create_variant(
+                    experiment,
+                    parent=parent,
+                    by=request.user,
+                    **{k: form.cleaned_data[k] for k in ("inference_step", "parameter", "value", "name")},
+                )
             except ValidationFailed as error:
                 apply_errors(form, error)
             except DomainError as error:

@@ -38,7 +38,12 @@ def baseline_run_of(run):
 def listed_runs(experiment_id):
     """An experiment's runs for a pick list, newest first, without their stored per-task
     aggregates and config (hundreds of KB a run with thousands of tasks)."""
-    return Run.objects.filter(experiment_id=experiment_id).select_related("variant").defer("aggregates", "outcomes", "config").order_by("-created_at")
+    return (
+        Run.objects.filter(experiment_id=experiment_id)
+        .select_related("variant")
+        .defer("aggregates", "outcomes", "config")
+        .order_by("-created_at")
+    )
 
 
 def run_summary_context(run):
@@ -95,7 +100,9 @@ def test_detail(request, pk, test_id):
     run = load_run(request, pk)
     test = get_object_or_404(Test, pk=test_id, run=run)
     baseline = baseline_run_of(run)
-    baseline_test = Test.objects.filter(run=baseline, task_id=test.task_id, repetition=test.repetition).first() if baseline and test.task_id else None
+    baseline_test = (
+        Test.objects.filter(run=baseline, task_id=test.task_id, repetition=test.repetition).first() if baseline and test.task_id else None
+    )
     context = {
         "run": run,
         "experiment": run.experiment,
@@ -140,8 +147,18 @@ def run_export(request, pk, fmt):
     if fmt == "csv":
         return exports.tests_csv(tests, filename)
     data = {
-        "run": {"id": str(run.pk), "variant": run.variant.name, "status": run.status, "config": run.config, "total": run.total,
-                "passed": run.passed, "failed": run.failed, "errored": run.errored, "started_at": run.started_at, "completed_at": run.completed_at},
+        "run": {
+            "id": str(run.pk),
+            "variant": run.variant.name,
+            "status": run.status,
+            "config": run.config,
+            "total": run.total,
+            "passed": run.passed,
+            "failed": run.failed,
+            "errored": run.errored,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+        },
         "tests": [exports.row_of_test(test) for test in tests.iterator(chunk_size=2000)],
     }
     return exports.json_download(data, filename)
@@ -155,4 +172,6 @@ def experiment_export(request, pk, fmt):
     filename = f"experiment-{experiment.pk}-results.{fmt}"
     if fmt == "csv":
         return exports.results_csv(results, filename)
-    return exports.json_download({"experiment": {"id": str(experiment.pk), "name": experiment.name, "status": experiment.status}, **results}, filename)
+    return exports.json_download(
+        {"experiment": {"id": str(experiment.pk), "name": experiment.name, "status": experiment.status}, **results}, filename
+    )

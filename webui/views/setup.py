@@ -162,7 +162,9 @@ def setup_steps(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
     form = StepsForm(request.POST, steps=InferenceStep.objects.filter(application_id=experiment.application_id))
-    return save_section(request, experiment, "steps", form, lambda data: actions.set_scope(experiment, steps=data["steps"], by=request.user))
+    return save_section(
+        request, experiment, "steps", form, lambda data: actions.set_scope(experiment, steps=data["steps"], by=request.user)
+    )
 
 
 @require_POST
@@ -216,7 +218,9 @@ def refuse_pick(request, experiment, text, filters):
         response["HX-Retarget"] = "#flash"
         response["HX-Reswap"] = "innerHTML"
         return response
-    return render(request, "webui/experiment_setup.html", {**setup_context(request, experiment, filters=filters), "flash": flash}, status=400)
+    return render(
+        request, "webui/experiment_setup.html", {**setup_context(request, experiment, filters=filters), "flash": flash}, status=400
+    )
 
 
 @require_POST
@@ -227,7 +231,9 @@ def setup_task_pick(request, pk):
     form = TaskPickForm(request.POST)
     filters = form.filters()
     if form.errors:
-        text = " ".join(f"{name}: {' '.join(messages)}" if name != "__all__" else " ".join(messages) for name, messages in form.errors.items())
+        text = " ".join(
+            f"{name}: {' '.join(messages)}" if name != "__all__" else " ".join(messages) for name, messages in form.errors.items()
+        )
         return refuse_pick(request, experiment, text, filters)
     try:
         pick_tasks(experiment, form.cleaned_data, filters, by=request.user)
@@ -248,7 +254,9 @@ def setup_baseline(request, pk):
     require_role(request, experiment.team_id)
     steps = list(experiment.inference_steps.values_list("external_id", flat=True))
     form = BaselineForm(request.POST, config=experiment.baseline.config, steps=steps)
-    return save_section(request, experiment, "baseline", form, lambda data: actions.set_baseline_config(experiment, form.baseline_config(), by=request.user))
+    return save_section(
+        request, experiment, "baseline", form, lambda data: actions.set_baseline_config(experiment, form.baseline_config(), by=request.user)
+    )
 
 
 @require_POST
@@ -260,7 +268,9 @@ def setup_settings(request, pk):
     initial = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
     # After the lock only the fields the domain leaves editable are read from the POST.
     form = SettingsForm(request.POST, initial=initial, editable=settings_editable(request, experiment, locked))
-    return save_section(request, experiment, "settings", form, lambda data: actions.update_experiment(experiment, by=request.user, **form.changes()))
+    return save_section(
+        request, experiment, "settings", form, lambda data: actions.update_experiment(experiment, by=request.user, **form.changes())
+    )
 
 
 @require_POST

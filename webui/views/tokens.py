@@ -11,7 +11,6 @@ from experiments_app.models import ApiToken, Role
 from webui.access import can, require_role, team_ids, team_member
 from webui.forms import TokenForm, apply_errors
 
-
 # The raw token waits here between the POST that issues it and the GET that shows it once.
 SESSION_NEW_TOKEN_KEY = "webui_new_token"
 

@@ -25,18 +25,34 @@ from experiments_app.states import State
 EXPERIMENT_NAME = "Make answers more accurate"
 DESCRIPTION = "Hypothesis: a cooler, stronger answer model — or a better system prompt — answers more questions correctly."
 STEPS = {
-    "router": {"name": "Question router", "description": "Classifies the question before answering.", "config": {"model": "gpt-4o-mini", "temperature": 0.0}},
+    "router": {
+        "name": "Question router",
+        "description": "Classifies the question before answering.",
+        "config": {"model": "gpt-4o-mini", "temperature": 0.0},
+    },
     "answer": {
         "name": "Answer generator",
         "description": "Writes the answer.",
-        "config": {"model": "gpt-4o-mini", "temperature": 0.9, "max_tokens": 300, "system": "You are a helpful assistant.", "verbosity": "medium"},
+        "config": {
+            "model": "gpt-4o-mini",
+            "temperature": 0.9,
+            "max_tokens": 300,
+            "system": "You are a helpful assistant.",
+            "verbosity": "medium",
+        },
     },
 }
 # (name, parent name or None for the baseline, step, parameter, value)
 VARIANTS = [
     ("Cooler answers", None, "answer", "temperature", 0.2),
     ("Cooler answers on gpt-4o", "Cooler answers", "answer", "model", "gpt-4o"),
-    ("Step-by-step prompt", None, "answer", "system", "You are a careful assistant. Think step by step, then give only the answer, concisely."),
+    (
+        "Step-by-step prompt",
+        None,
+        "answer",
+        "system",
+        "You are a careful assistant. Think step by step, then give only the answer, concisely.",
+    ),
 ]
 
 
@@ -62,7 +78,12 @@ class Command(BaseCommand):
             application, _ = Application.objects.get_or_create(
                 team=team,
                 name="Demo assistant",
-                defaults={"webhook_url": f"http://127.0.0.1:{demo_port()}/webhook", "timeout_seconds": 10, "result_timeout_seconds": 60, "max_concurrency": 20},
+                defaults={
+                    "webhook_url": f"http://127.0.0.1:{demo_port()}/webhook",
+                    "timeout_seconds": 10,
+                    "result_timeout_seconds": 60,
+                    "max_concurrency": 20,
+                },
             )
             for external_id, fields in STEPS.items():
                 InferenceStep.objects.get_or_create(application=application, external_id=external_id, defaults=fields)
@@ -103,7 +124,9 @@ class Command(BaseCommand):
                 if name in by_name or experiment.status not in (State.BASELINE_COMPLETE, State.IDLE):
                     continue
                 parent_variant = by_name[parent] if parent else experiment.baseline
-                variant = actions.create_variant(experiment, parent=parent_variant, inference_step=step, parameter=parameter, value=value, name=name)
+                variant = actions.create_variant(
+                    experiment, parent=parent_variant, inference_step=step, parameter=parameter, value=value, name=name
+                )
                 by_name[name] = variant
                 self.report(self.run(application, actions.start_variant_run(variant)))
         finally:
