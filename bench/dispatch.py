@@ -3,7 +3,7 @@
     VAR_DIR=/tmp/bench-var .venv/bin/python bench/dispatch.py [--tests 2000] [--delay 0.5] [--concurrency 100] [--repeat 3]
 
 Uses DATABASE_URL when set (PostgreSQL), else a fresh SQLite file under VAR_DIR. The
-engine runs inline (`engine.dispatch_application`), exactly as a worker runs it; the
+engine runs inline (`runs.dispatch_application`), exactly as a worker runs it; the
 application is a separate process (bench/slow_app.py).
 """
 
@@ -48,7 +48,7 @@ def main():
         settings.WEBHOOK_ALLOWED_HOSTS = os.environ["WEBHOOK_ALLOWED_HOSTS"].split(",")
     call_command("migrate", verbosity=0)
 
-    from experiments_app import actions, engine
+    from experiments_app import actions, runs
     from experiments_app.models import Application, InferenceStep, Run, Task, Team
 
     port = free_port()
@@ -72,9 +72,9 @@ def main():
             actions.set_scope(
                 experiment, steps=["main"], tasks=list(Task.objects.filter(application=application).values_list("pk", flat=True))
             )
-            run = actions.start_baseline_run(experiment)
+            run = runs.start_baseline_run(experiment)
             started = time.perf_counter()
-            engine.dispatch_application(application.pk)
+            runs.dispatch_application(application.pk)
             elapsed = time.perf_counter() - started
             run = Run.objects.get(pk=run.pk)
             assert run.status == "succeeded" and run.passed == args.tests, (run.status, run.passed)

@@ -75,10 +75,10 @@ def build(size, n_variants, seed, extra_experiments):
     and variants each have a closed run of `size` tests. Returns what the pages need."""
     from django.contrib.auth import get_user_model
 
-    from experiments_app import actions
-    from experiments_app.engine.completion import complete_if_done
+    from experiments_app import actions, runs
     from experiments_app.models import Experiment, Membership, Role, Task, Team, Test, Variant
     from experiments_app.results import compare_runs
+    from experiments_app.runs.complete import complete_if_done
 
     stamp = time.time_ns()
     team = Team.objects.create(name=f"bench {size}", slug=f"bench-{size}-{stamp}")
@@ -114,10 +114,10 @@ def build(size, n_variants, seed, extra_experiments):
     # outcomes, so improved/regressed lists are a few hundred tasks, not thousands.
     difficulty = {task_id: rng.random() for task_id in task_ids}
     variants = [experiment.baseline]
-    runs = []
+    made = []
     for index in range(n_variants + 1):
         if index == 0:
-            run = actions.start_baseline_run(experiment, by=user)
+            run = runs.start_baseline_run(experiment, by=user)
         else:
             parent_index, step, parameter, value = VARIANT_PLAN[(index - 1) % len(VARIANT_PLAN)]
             experiment.refresh_from_db()
@@ -131,25 +131,25 @@ def build(size, n_variants, seed, extra_experiments):
                 by=user,
             )
             variants.append(variant)
-            run = actions.start_variant_run(variant, by=user)
+            run = runs.start_variant_run(variant, by=user)
         pass_rate = 0.70 + random.Random(f"{seed}-rate-{index}").uniform(-0.08, 0.08) if index else 0.70
         answer_run(run, application, difficulty, pass_rate, random.Random(f"{seed}-run-{size}-{index}"))
         assert complete_if_done(run.pk), f"run {run.pk} did not close"
         run.refresh_from_db()
         assert run.status == "succeeded" and run.total == size and run.outcomes, (run.status, run.total)
-        runs.append(run)
+        made.append(run)
     experiment = Experiment.objects.get(pk=experiment.pk)
     assert experiment.status == ("idle" if n_variants else "baseline_complete"), experiment.status
-    last = runs[-1]
+    last = made[-1]
     test = Test.objects.filter(run=last).order_by("task_external_id").first()
     return {
         "user": user,
         "experiment": experiment,
-        "baseline_run": runs[0],
+        "baseline_run": made[0],
         "last_run": last,
         "test": test,
         "variants": Variant.objects.filter(experiment=experiment).count() - 1,
-        "comparison": compare_runs(last, runs[0]),
+        "comparison": compare_runs(last, made[0]),
         "tests": Test.objects.filter(run__experiment=experiment).count(),
     }
 
@@ -158,11 +158,12 @@ def answer_run(run, application, difficulty, pass_rate, rng):
     """Claim every test of the run as the dispatcher does, then record one made-up answer
     each through the dispatcher's outcome writer: 200 with a result (passed or failed by
     the evaluators) or 422 (errored, not retried)."""
+    from django.conf import settings
     from django.utils import timezone
 
-    from experiments_app.engine import policy
-    from experiments_app.engine.dispatch import claim_tests, record_outcomes
-    from experiments_app.engine.sender import Job, Outcome
+    from experiments_app.runs.claim import claim_tests
+    from experiments_app.runs.dispatch import record_outcomes
+    from experiments_app.runs.send import Job, Outcome
 
     tests = claim_tests(application, run.total)
     assert len(tests) == run.total, (len(tests), run.total)
@@ -198,7 +199,7 @@ def answer_run(run, application, difficulty, pass_rate, rng):
             "traceId": f"trace-{test.pk.hex[:16]}",
         }
         outcomes.append(Outcome(job=job, started_at=started, duration_ms=latency, status_code=200, body=json.dumps(result).encode()))
-    max_attempts = policy.setting("WEBHOOK_MAX_ATTEMPTS")
+    max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
     for start in range(0, len(outcomes), 500):
         record_outcomes(outcomes[start : start + 500], application, evaluators, max_attempts)
 

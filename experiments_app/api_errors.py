@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from experiments_app.errors import Conflict, DomainError, NotFound, ValidationFailed
+from experiments_app.models import Experiment
 from experiments_app.states import InvalidTransition
 
 
@@ -41,8 +42,6 @@ def current_status(context):
     experiment = getattr(context.get("view"), "experiment", None)
     if experiment is None:
         return None
-    from experiments_app.models import Experiment
-
     return Experiment.objects.filter(pk=experiment.pk).values_list("status", flat=True).first()
 
 

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
 
+from experiments_app import states
 from experiments_app.overrides import PARAMETERS
-from experiments_app.states import RUNNING, State
+from experiments_app.states import BRANCHABLE, RUNNING, SCOPE_EDITABLE, State
 
 
 def new_webhook_secret():
@@ -219,6 +220,18 @@ class Experiment(models.Model):
     def is_archived(self):
         return self.status == State.ARCHIVED
 
+    def is_scope_editable(self):
+        """Steps, tasks and the baseline config change only before the baseline has run."""
+        return not self.is_locked and self.status in SCOPE_EDITABLE
+
+    def can_branch(self):
+        """Variants are created once the baseline has results, and until the experiment completes."""
+        return self.status in BRANCHABLE
+
+    def allows(self, target):
+        """Whether the lifecycle allows going to `target` now (states.TRANSITIONS)."""
+        return states.is_allowed(self.status, target)
+
     @property
     def baseline(self):
         return self.variants.get(parent__isnull=True)
@@ -255,6 +268,10 @@ class Variant(models.Model):
     @property
     def is_baseline(self):
         return self.parent_id is None
+
+    def is_deletable(self, *, has_runs, has_children):
+        """Only a variant without runs and without children may be deleted (SPEC §2); never the baseline."""
+        return not self.is_baseline and not has_runs and not has_children
 
     def change(self):
         """{step, parameter, value} of this variant's one change; None for the baseline."""
@@ -330,6 +347,7 @@ class TestStatus(models.TextChoices):
 
 
 TERMINAL_TEST_STATUSES = (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED)
+OPEN_TEST_STATUSES = (TestStatus.PENDING, TestStatus.DISPATCHED)
 
 
 class Test(models.Model):
@@ -356,7 +374,8 @@ class Test(models.Model):
     # and until when the current holder may work on it before a sweeper takes over.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
-    # After a 202: by when the result must arrive.
+    # After a 202: when the application accepted the test and by when the result must arrive.
+    accepted_at = models.DateTimeField(null=True, blank=True)
     result_due_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -379,6 +398,10 @@ class Test(models.Model):
 
     def is_terminal(self):
         return self.status in TERMINAL_TEST_STATUSES
+
+    def is_awaiting_result(self):
+        """Accepted with a 202 and waiting for its callback."""
+        return self.status == TestStatus.DISPATCHED and self.result_due_at is not None
 
     @property
     def webhook_id(self):

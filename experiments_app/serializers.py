@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from experiments_app import webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
@@ -289,6 +290,7 @@ class TestSerializer(serializers.ModelSerializer):
     metrics = serializers.DictField(child=serializers.FloatField())
     evaluations = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
     delivery_attempts = DeliveryAttemptSerializer(many=True)
+    callback_url = serializers.SerializerMethodField(help_text="Where the application posts this test's result (SPEC §5).")
 
     class Meta:
         model = Test
@@ -309,11 +311,17 @@ class TestSerializer(serializers.ModelSerializer):
             "trace_id",
             "evaluations",
             "delivery_attempts",
+            "callback_url",
             "created_at",
             "dispatched_at",
+            "accepted_at",
+            "result_due_at",
             "completed_at",
         ]
         read_only_fields = fields
+
+    def get_callback_url(self, test) -> str:
+        return webhooks.callback_url(test.pk)
 
 
 class TestQuerySerializer(serializers.Serializer):

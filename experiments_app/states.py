@@ -18,6 +18,9 @@ class State(models.TextChoices):
 
 
 RUNNING = frozenset({State.RUNNING_BASELINE, State.RUNNING_VARIANT})
+# Where the scope (steps, tasks, baseline config) may change, and where variants may be created.
+SCOPE_EDITABLE = frozenset({State.DRAFT, State.BASELINE_PENDING})
+BRANCHABLE = frozenset({State.BASELINE_COMPLETE, State.RUNNING_VARIANT, State.IDLE})
 
 # (from, to) -> verb. Anything not listed is refused.
 TRANSITIONS = {

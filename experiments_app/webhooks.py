@@ -1,6 +1,6 @@
 """Outbound webhooks (SPEC §4): Standard Webhooks signing, the payloads, the SSRF guard and ping.
 
-The dispatcher in `experiments_app.engine` sends test deliveries; this module holds
+The dispatcher in `experiments_app.runs` sends test deliveries; this module holds
 what one request needs and nothing about the database beyond reading rows it is given.
 """
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
-from experiments_app import actions, engine
+from experiments_app import actions, runs
 from experiments_app.models import ApiToken, Application, Experiment, InferenceStep, Role, Run, Task, Test, Variant
 from tests.factories import make_application, make_step, make_task, make_team, make_token
 
@@ -49,7 +49,7 @@ def anonymous(db):
 def finish_run(run, passed=True):
     """Report a result for every test of `run` (exact_match: the expected output passes)."""
     for test in Test.objects.filter(run=run):
-        engine.record_result(test.pk, {"output": test.task_expected if passed else "wrong"})
+        runs.record_result(test.pk, {"output": test.task_expected if passed else "wrong"})
     run.refresh_from_db()
     return run
 
@@ -67,7 +67,7 @@ def ready_experiment(application, n_tasks=3):
 def experiment_with_baseline(application, n_tasks=3):
     """An experiment whose baseline run succeeded (baseline_complete)."""
     experiment = ready_experiment(application, n_tasks)
-    finish_run(actions.start_baseline_run(experiment))
+    finish_run(runs.start_baseline_run(experiment))
     experiment.refresh_from_db()
     return experiment
 

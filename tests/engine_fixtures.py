@@ -231,7 +231,7 @@ def wait_for(predicate, timeout=30.0, interval=0.1, message="condition"):
 
 def start_baseline(url, *, n_tasks=3, evaluators=None, repetitions=1, max_error_rate=0.2, **app_fields):
     """A ready experiment on an application at `url` with its baseline run started; returns the run."""
-    from experiments_app import actions
+    from experiments_app import actions, runs
     from tests.factories import make_application, make_ready_experiment
 
     application = make_application(webhook_url=url, **app_fields)
@@ -240,4 +240,4 @@ def start_baseline(url, *, n_tasks=3, evaluators=None, repetitions=1, max_error_
     if evaluators is not None:
         changes["evaluators"] = evaluators
     actions.update_experiment(experiment, **changes)
-    return actions.start_baseline_run(experiment)
+    return runs.start_baseline_run(experiment)

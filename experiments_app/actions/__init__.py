@@ -1,4 +1,4 @@
-"""Verb functions that change several rows or start background work."""
+"""Verb functions for the edits people make: the catalog, experiments and tokens. Runs are in experiments_app.runs."""
 
 from experiments_app.actions.catalog import (
     create_application,
@@ -28,7 +28,6 @@ from experiments_app.actions.experiments import (
     variant_changes,
     variant_effective_config,
 )
-from experiments_app.actions.runs import cancel_run, start_baseline_run, start_variant_run
 from experiments_app.actions.tokens import issue_token, revoke_token
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "variant_effective_config",
     "apply_transition",
     "archive_experiment",
-    "cancel_run",
     "change_task_selection",
     "complete_experiment",
     "create_experiment",
@@ -55,8 +53,6 @@ __all__ = [
     "reopen_experiment",
     "set_baseline_config",
     "set_scope",
-    "start_baseline_run",
-    "start_variant_run",
     "update_experiment",
     "update_task",
     "issue_token",

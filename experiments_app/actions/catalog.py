@@ -4,7 +4,8 @@ from contextlib import contextmanager
 
 from django.db import IntegrityError, transaction
 
-from experiments_app import overrides
+from experiments_app import overrides, webhooks
+from experiments_app.actions.experiments import delete_experiment
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Application, InferenceStep, Task
 from experiments_app.states import State
@@ -34,8 +35,6 @@ def is_int(value):
 
 
 def check_webhook_url(url):
-    from experiments_app import webhooks  # the SSRF guard resolves the host; it lives with delivery
-
     webhooks.check_webhook_url(url)
 
 
@@ -87,8 +86,6 @@ def delete_application(application):
     """Delete an application and everything under it; refused while one of its runs is active."""
     if application.experiments.filter(status__in=[State.RUNNING_BASELINE, State.RUNNING_VARIANT]).exists():
         raise Conflict("The application has a running experiment; cancel the run first.")
-    from experiments_app.actions.experiments import delete_experiment  # variants PROTECT their steps and parents
-
     with transaction.atomic():
         for experiment in application.experiments.all():
             delete_experiment(experiment)

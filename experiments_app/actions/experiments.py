@@ -9,7 +9,7 @@ from experiments_app import overrides, states
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.evaluation import EVALUATOR_TYPES
 from experiments_app.models import Experiment, InferenceStep, Run, RunStatus, Task, Transition, Variant
-from experiments_app.states import State
+from experiments_app.states import SCOPE_EDITABLE, State
 
 EDITABLE_WHEN_LOCKED = {"name", "description", "max_error_rate"}
 
@@ -52,13 +52,13 @@ def create_experiment(application, *, name, description="", by=None):
 
 
 def check_editable(experiment):
-    if experiment.status == State.ARCHIVED:
+    if experiment.is_archived():
         raise Conflict("The experiment is archived and read-only.")
 
 
 def check_unlocked(experiment, what):
     check_editable(experiment)
-    if experiment.locked_at is not None:
+    if experiment.is_locked:
         raise Locked(f"The {what} is locked since the baseline ran.")
 
 
@@ -72,7 +72,7 @@ def set_scope(experiment, *, steps=None, tasks=None, by=None):
     with transaction.atomic():
         experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
         check_unlocked(experiment, "scope")
-        if experiment.status not in (State.DRAFT, State.BASELINE_PENDING):
+        if experiment.status not in SCOPE_EDITABLE:
             raise states.InvalidTransition(experiment.status, State.BASELINE_PENDING, "The scope can only change before the baseline runs.")
         app = experiment.application
         if steps is not None:
@@ -185,7 +185,7 @@ def update_experiment(experiment, *, by=None, **changes):
     if "evaluators" in changes:
         validate_evaluators(changes["evaluators"])
     locked_fields = sorted(set(changes) - EDITABLE_WHEN_LOCKED)
-    if experiment.locked_at is not None and locked_fields:
+    if experiment.is_locked and locked_fields:
         raise Locked(f"{', '.join(locked_fields)} cannot change since the baseline ran.")
     with transaction.atomic():
         scope = {key: changes.pop(key) for key in ("inference_steps", "tasks") if key in changes}
@@ -244,7 +244,7 @@ def create_variant(experiment, *, parent, inference_step, parameter, value, name
     or a value equal to the inherited one; Conflict before the baseline has results
     or once the experiment is completed or archived.
     """
-    if experiment.status not in (State.BASELINE_COMPLETE, State.RUNNING_VARIANT, State.IDLE):
+    if not experiment.can_branch():
         raise Conflict(f"Variants can be created once the baseline has results (status is {experiment.status}).")
     if parent is None or parent.experiment_id != experiment.pk:
         raise ValidationFailed({"parent": "Must be a variant of this experiment."})
@@ -311,7 +311,7 @@ def delete_experiment(experiment):
         locked = Experiment.objects.select_for_update().filter(pk=experiment.pk).first()
         if locked is None:
             return
-        if locked.status in states.RUNNING:
+        if locked.is_running():
             raise Conflict("The experiment is running; cancel its run first.", status=locked.status)
         # Runs and parents are PROTECTed against deleting a variant alone, so clear the
         # tree explicitly: runs first, then variants leaves first.

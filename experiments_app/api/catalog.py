@@ -5,7 +5,7 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from experiments_app import actions
+from experiments_app import actions, webhooks
 from experiments_app.api.base import ApiViewSet, query, validated
 from experiments_app.models import Application, InferenceStep, Role, Task
 from experiments_app.permissions import acting_team, get_visible, require_role, scoped
@@ -69,8 +69,6 @@ class ApplicationViewSet(ApiViewSet):
 
     @extend_schema(request=None, responses=PingSerializer)
     def ping(self, request, id):
-        from experiments_app import webhooks
-
         application = self.load(id)
         require_role(request, application.team_id, Role.EDITOR)
         return Response(PingSerializer(webhooks.ping(application)).data)

@@ -5,7 +5,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from experiments_app import actions
+from experiments_app import actions, results, runs
 from experiments_app.api.base import ApiViewSet, query, validated
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, Experiment, InferenceStep, Role, Run, Task, Variant
@@ -110,13 +110,11 @@ class ExperimentViewSet(ApiViewSet):
 
     @extend_schema(request=None, responses={202: RunSerializer})
     def run_baseline(self, request, id):
-        run = actions.start_baseline_run(self.load(id, Role.EDITOR), by=request.user)
+        run = runs.start_baseline_run(self.load(id, Role.EDITOR), by=request.user)
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=ResultsSerializer)
     def results(self, request, id):
-        from experiments_app import results
-
         return Response(results.experiment_results(self.load(id)))
 
     @extend_schema(request=None, responses=ExperimentSerializer)
@@ -206,5 +204,5 @@ class VariantViewSet(ApiViewSet):
 
     @extend_schema(request=None, responses={202: RunSerializer})
     def run(self, request, id):
-        run = actions.start_variant_run(self.load(id, Role.EDITOR), by=request.user)
+        run = runs.start_variant_run(self.load(id, Role.EDITOR), by=request.user)
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from experiments_app import actions
+from experiments_app import results, runs, webhooks
 from experiments_app.api.base import ApiViewSet, query
 from experiments_app.auth import BearerTokenAuthentication, TokenPrincipal
 from experiments_app.errors import ValidationFailed
@@ -51,12 +51,10 @@ class RunViewSet(ApiViewSet):
 
     @extend_schema(request=None, responses=RunSerializer)
     def cancel(self, request, id):
-        return Response(RunSerializer(actions.cancel_run(self.load(id, Role.EDITOR), by=request.user)).data)
+        return Response(RunSerializer(runs.cancel_run(self.load(id, Role.EDITOR), by=request.user)).data)
 
     @extend_schema(responses=CompareSerializer)
     def compare(self, request, new, old):
-        from experiments_app import results
-
         new_run, old_run = self.load(new), self.load(old)
         if new_run.experiment_id != old_run.experiment_id:
             raise ValidationFailed({"old": "Both runs must belong to the same experiment."})
@@ -64,8 +62,6 @@ class RunViewSet(ApiViewSet):
 
 
 def signed_by_application(request, test):
-    from experiments_app import webhooks
-
     secret = test.run.experiment.application.webhook_secret
     return webhooks.verify_signature(secret, request.headers, request.body)
 
@@ -97,12 +93,11 @@ class ResultViewSet(ApiViewSet):
         "like the outbound webhook (headers webhook-id, webhook-timestamp, webhook-signature).",
     )
     def create(self, request, id):
-        from experiments_app import engine
 
         body = request.body  # read first: the signature covers the raw bytes
         test = self.authorize(request, id, body)
         self.experiment = test.run.experiment
-        engine.record_result(test.pk, request.data, source="callback")
+        runs.record_result(test.pk, request.data, source="callback")
         return Response(TestSerializer(test_queryset().get(pk=test.pk)).data)
 
     def authorize(self, request, id, body):

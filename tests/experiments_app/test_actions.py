@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from experiments_app import actions
+from experiments_app import actions, runs
 from experiments_app.actions.experiments import apply_transition
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Experiment, Run, RunStatus, Test, Transition
@@ -29,7 +29,7 @@ def finish_run(run, status=RunStatus.SUCCEEDED):
 
 def baseline_complete(n_tasks=3, **fields):
     experiment = make_ready_experiment(n_tasks=n_tasks, **fields)
-    return finish_run(actions.start_baseline_run(experiment))
+    return finish_run(runs.start_baseline_run(experiment))
 
 
 def test_create_experiment_starts_as_draft_with_a_baseline():
@@ -97,7 +97,7 @@ def test_start_baseline_locks_and_creates_tests_for_each_repetition(django_captu
     experiment = make_ready_experiment(n_tasks=4)
     actions.update_experiment(experiment, repetitions=3)
     with django_capture_on_commit_callbacks() as callbacks:
-        run = actions.start_baseline_run(experiment)
+        run = runs.start_baseline_run(experiment)
     experiment.refresh_from_db()
     assert experiment.status == State.RUNNING_BASELINE
     assert experiment.locked_at is not None
@@ -108,20 +108,20 @@ def test_start_baseline_locks_and_creates_tests_for_each_repetition(django_captu
 
 def test_start_baseline_snapshots_task_input_and_expected():
     experiment = make_ready_experiment(n_tasks=1)
-    run = actions.start_baseline_run(experiment)
+    run = runs.start_baseline_run(experiment)
     test, task = run.tests.get(), experiment.tasks.get()
     assert (test.task_input, test.task_expected, test.task_external_id) == (task.input, task.expected, task.external_id)
 
 
 def test_start_baseline_refused_in_draft():
     with pytest.raises(InvalidTransition) as caught:
-        actions.start_baseline_run(make_experiment())
+        runs.start_baseline_run(make_experiment())
     assert caught.value.current == State.DRAFT
 
 
 def test_editing_scope_after_baseline_start_is_refused():
     experiment = make_ready_experiment()
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     experiment.refresh_from_db()
     with pytest.raises(Locked):
         actions.set_scope(experiment, tasks=[make_task(experiment.application)])
@@ -131,7 +131,7 @@ def test_editing_scope_after_baseline_start_is_refused():
 
 def test_editing_baseline_config_after_baseline_start_is_refused():
     experiment = make_ready_experiment()
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     experiment.refresh_from_db()
     with pytest.raises(Locked):
         actions.set_baseline_config(experiment, {"main": {"temperature": 0.1}})
@@ -139,7 +139,7 @@ def test_editing_baseline_config_after_baseline_start_is_refused():
 
 def test_editing_repetitions_and_evaluators_after_lock_is_refused_but_name_is_not():
     experiment = make_ready_experiment()
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     experiment.refresh_from_db()
     with pytest.raises(Locked):
         actions.update_experiment(experiment, repetitions=2)
@@ -151,7 +151,7 @@ def test_editing_repetitions_and_evaluators_after_lock_is_refused_but_name_is_no
 
 def test_editing_a_selected_tasks_input_after_lock_is_refused():
     experiment = make_ready_experiment(n_tasks=1)
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     task = experiment.tasks.get()
     with pytest.raises(Locked):
         actions.update_task(task, {"input": {"question": "changed"}})
@@ -169,7 +169,7 @@ def test_editing_a_task_is_allowed_again_once_its_experiment_is_archived():
 
 def test_reopen_after_baseline_failed_unlocks_the_scope():
     experiment = make_ready_experiment()
-    experiment = finish_run(actions.start_baseline_run(experiment), RunStatus.FAILED)
+    experiment = finish_run(runs.start_baseline_run(experiment), RunStatus.FAILED)
     assert experiment.status == State.BASELINE_FAILED
     actions.reopen_experiment(experiment)
     experiment.refresh_from_db()
@@ -179,23 +179,23 @@ def test_reopen_after_baseline_failed_unlocks_the_scope():
 
 def test_retry_after_baseline_failed_starts_a_new_baseline_run():
     experiment = make_ready_experiment()
-    experiment = finish_run(actions.start_baseline_run(experiment), RunStatus.FAILED)
-    run = actions.start_baseline_run(experiment)
+    experiment = finish_run(runs.start_baseline_run(experiment), RunStatus.FAILED)
+    run = runs.start_baseline_run(experiment)
     assert Experiment.objects.get(pk=experiment.pk).status == State.RUNNING_BASELINE
     assert run.variant == experiment.baseline
 
 
 def test_second_start_while_running_is_refused():
     experiment = make_ready_experiment()
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     with pytest.raises(InvalidTransition):
-        actions.start_baseline_run(experiment)
+        runs.start_baseline_run(experiment)
 
 
 def test_variant_run_moves_to_running_variant_and_sends_effective_config():
     experiment = baseline_complete()
     variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3)
-    run = actions.start_variant_run(variant)
+    run = runs.start_variant_run(variant)
     assert Experiment.objects.get(pk=experiment.pk).status == State.RUNNING_VARIANT
     assert run.config["main"]["temperature"] == 0.3
 
@@ -203,12 +203,12 @@ def test_variant_run_moves_to_running_variant_and_sends_effective_config():
 def test_baseline_never_runs_through_the_variant_route():
     experiment = baseline_complete()
     with pytest.raises(InvalidTransition):
-        actions.start_variant_run(experiment.baseline)
+        runs.start_variant_run(experiment.baseline)
 
 
 def test_cancel_baseline_run_fails_the_baseline():
     experiment = make_ready_experiment(n_tasks=2)
-    run = actions.cancel_run(actions.start_baseline_run(experiment))
+    run = runs.cancel_run(runs.start_baseline_run(experiment))
     assert run.status == RunStatus.CANCELLED and run.errored == 2
     assert Experiment.objects.get(pk=experiment.pk).status == State.BASELINE_FAILED
     assert not Test.objects.filter(run=run, status__in=["pending", "dispatched"]).exists()
@@ -217,16 +217,16 @@ def test_cancel_baseline_run_fails_the_baseline():
 def test_cancel_variant_run_makes_experiment_idle():
     experiment = baseline_complete()
     variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="model", value="other")
-    actions.cancel_run(actions.start_variant_run(variant))
+    runs.cancel_run(runs.start_variant_run(variant))
     assert Experiment.objects.get(pk=experiment.pk).status == State.IDLE
 
 
 def test_cancel_of_an_ended_run_is_refused():
     experiment = make_ready_experiment()
-    run = actions.start_baseline_run(experiment)
+    run = runs.start_baseline_run(experiment)
     finish_run(run)
     with pytest.raises(Conflict):
-        actions.cancel_run(run)
+        runs.cancel_run(run)
 
 
 def test_variant_before_baseline_results_is_refused():
@@ -289,7 +289,7 @@ def test_leaf_variant_without_runs_can_be_deleted():
 def test_variant_with_a_run_is_immutable():
     experiment = baseline_complete()
     variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3)
-    actions.start_variant_run(variant)
+    runs.start_variant_run(variant)
     with pytest.raises(Conflict):
         actions.delete_variant(variant)
 
@@ -326,7 +326,7 @@ def test_complete_refuses_a_winner_without_a_succeeded_run():
 
 def test_archive_refused_while_running():
     experiment = make_ready_experiment()
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     experiment.refresh_from_db()
     with pytest.raises(InvalidTransition):
         actions.archive_experiment(experiment)
@@ -358,7 +358,7 @@ def test_two_racing_starts_exactly_one_wins():
     def start():
         try:
             barrier.wait()
-            actions.start_baseline_run(Experiment.objects.get(pk=experiment.pk))
+            runs.start_baseline_run(Experiment.objects.get(pk=experiment.pk))
             outcomes.append("won")
         except InvalidTransition:
             outcomes.append("refused")

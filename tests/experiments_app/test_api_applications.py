@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from experiments_app import runs
 from experiments_app.models import Application, InferenceStep, Task
 from tests.factories import make_application, make_step, make_task
 
@@ -90,9 +91,8 @@ def test_deleting_an_application_removes_its_experiments_variants_and_runs(admin
 
 
 def test_deleting_an_application_with_a_running_experiment_is_409(admin, world):
-    from experiments_app import actions
 
-    actions.start_variant_run(world.variant)
+    runs.start_variant_run(world.variant)
     response = admin.delete(url("application-detail", id=world.application.pk))
     assert response.status_code == 409
     assert response.json()["code"] == "conflict"

@@ -2,7 +2,7 @@
 
 from django.urls import reverse
 
-from experiments_app import actions
+from experiments_app import actions, runs
 from experiments_app.models import Experiment, Run, Variant
 from experiments_app.states import State
 from tests.api_fixtures import experiment_with_baseline, ready_experiment
@@ -134,7 +134,7 @@ def test_deleting_an_experiment_answers_204(editor, world):
 
 
 def test_deleting_a_running_experiment_is_409(editor, world):
-    actions.start_variant_run(world.variant)
+    runs.start_variant_run(world.variant)
     response = editor.delete(url("experiment-detail", id=world.experiment.pk))
     assert response.status_code == 409
     assert response.json()["status"] == "running_variant"
@@ -221,7 +221,7 @@ def test_run_baseline_again_after_it_succeeded_is_409(editor, world):
 
 def test_reopen_after_a_failed_baseline_answers_200_with_the_experiment(editor, team):
     experiment = ready_experiment(make_application(team))
-    actions.cancel_run(actions.start_baseline_run(experiment))
+    runs.cancel_run(runs.start_baseline_run(experiment))
     response = editor.post(url("experiment-reopen", id=experiment.pk))
     assert response.status_code == 200
     assert response.json()["status"] == "baseline_pending" and response.json()["locked_at"] is None
@@ -266,7 +266,7 @@ def test_archive_answers_200_and_archived_is_final(editor, world):
 
 
 def test_archive_while_running_is_409(editor, world):
-    actions.start_variant_run(world.variant)
+    runs.start_variant_run(world.variant)
     response = editor.post(url("experiment-archive", id=world.experiment.pk))
     assert response.status_code == 409 and response.json()["status"] == "running_variant"
 
@@ -354,7 +354,7 @@ def test_running_a_variant_answers_202_with_the_run(editor, world):
 
 
 def test_running_a_second_variant_while_one_runs_is_409(editor, world):
-    actions.start_variant_run(world.variant)
+    runs.start_variant_run(world.variant)
     other = actions.create_variant(world.experiment, parent=world.baseline, inference_step="main", parameter="temperature", value=0.9)
     response = editor.post(url("variant-run", id=other.pk))
     assert response.status_code == 409
@@ -366,6 +366,6 @@ def test_running_the_baseline_as_a_variant_is_409(editor, world):
 
 
 def test_deleting_a_variant_with_a_run_is_409(editor, world):
-    actions.start_variant_run(world.variant)
+    runs.start_variant_run(world.variant)
     assert editor.delete(url("variant-detail", id=world.variant.pk)).status_code == 409
     assert Run.objects.filter(variant=world.variant).exists()

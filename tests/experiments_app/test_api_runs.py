@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from experiments_app import actions, webhooks
+from experiments_app import actions, runs, webhooks
 from experiments_app.models import DeliveryAttempt, Role, Run, RunStatus, Test, new_webhook_secret
 from experiments_app.states import State
 from tests.api_fixtures import client_for, experiment_with_baseline, finish_run, ready_experiment
@@ -20,7 +20,7 @@ def url(name, **kwargs):
 
 
 def variant_run(world, passed):
-    run = actions.start_variant_run(world.variant)
+    run = runs.start_variant_run(world.variant)
     return finish_run(run, passed=passed)
 
 
@@ -36,7 +36,7 @@ def test_reading_a_run_shows_its_counts(viewer, world):
 
 
 def test_runs_of_an_experiment_are_listed_and_filtered(viewer, world):
-    actions.start_variant_run(world.variant)
+    runs.start_variant_run(world.variant)
     listed = viewer.get(url("experiment-runs", id=world.experiment.pk)).json()
     assert listed["count"] == 2
     running = viewer.get(url("experiment-runs", id=world.experiment.pk), {"status": "queued"}).json()
@@ -89,7 +89,7 @@ def test_a_test_shows_its_delivery_attempts_and_evaluations(viewer, world):
 
 
 def test_cancelling_an_active_run_answers_200_with_the_cancelled_run(editor, world):
-    run = actions.start_variant_run(world.variant)
+    run = runs.start_variant_run(world.variant)
     response = editor.post(url("run-cancel", id=run.pk))
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled" and response.json()["errored"] == 3
@@ -117,7 +117,7 @@ def test_comparing_two_runs_of_one_experiment(viewer, world):
 
 def test_comparing_runs_of_two_experiments_is_400(viewer, world):
     other = ready_experiment(world.application)
-    other_run = actions.start_baseline_run(other)
+    other_run = runs.start_baseline_run(other)
     response = viewer.get(url("run-compare", new=other_run.pk, old=world.run.pk))
     assert response.status_code == 400
     assert "old" in response.json()["errors"]
@@ -142,7 +142,7 @@ def result_url(test):
 
 
 def pending_test(world):
-    run = actions.start_variant_run(world.variant)
+    run = runs.start_variant_run(world.variant)
     return run.tests.first()
 
 
@@ -170,7 +170,7 @@ def test_a_different_result_for_a_finished_test_is_409(editor, world):
 
 def test_a_result_for_a_cancelled_run_is_409(editor, world):
     test = pending_test(world)
-    actions.cancel_run(test.run)
+    runs.cancel_run(test.run)
     assert editor.post(result_url(test), {"output": "x"}, format="json").status_code == 409
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments_app import actions
+from experiments_app import actions, runs
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Task
 from tests.factories import make_application, make_experiment, make_ready_experiment, make_step, make_task
@@ -87,7 +87,7 @@ def test_create_task_requires_an_input_object():
 
 def test_delete_task_of_a_locked_experiment_is_refused():
     experiment = make_ready_experiment(n_tasks=1)
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     with pytest.raises(Locked):
         actions.delete_task(experiment.tasks.get())
 
@@ -108,7 +108,7 @@ def test_create_step_rejects_duplicate_external_id():
 
 def test_renaming_a_step_of_a_locked_experiment_is_refused():
     experiment = make_ready_experiment()
-    actions.start_baseline_run(experiment)
+    runs.start_baseline_run(experiment)
     with pytest.raises(Locked):
         actions.update_step(experiment.inference_steps.get(), {"external_id": "renamed"})
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from experiments_app import actions, engine
+from experiments_app import actions, runs
 from experiments_app.models import Application, DeliveryAttempt, Run, RunStatus, Test
 from experiments_app.models import TestStatus as Status
 from experiments_app.states import State
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_engine")]
 
 
 def dispatch(run):
-    return engine.dispatch_application(Run.objects.get(pk=run.pk).experiment.application_id)
+    return runs.dispatch_application(Run.objects.get(pk=run.pk).experiment.application_id)
 
 
 def answer_expected(received, count):
@@ -225,10 +225,10 @@ def test_repetitions_make_one_test_each(receiver):
 def test_a_held_lease_keeps_a_second_dispatcher_out(receiver):
     run = start_baseline(receiver.url, n_tasks=1)
     application = Application.objects.get(pk=run.experiment.application_id)
-    from experiments_app.engine.dispatch import acquire_lease
+    from experiments_app.runs.claim import acquire_lease
 
     assert acquire_lease(application.pk) is not None
-    assert engine.dispatch_application(application.pk) == 0
+    assert runs.dispatch_application(application.pk) == 0
     assert receiver.requests == []
 
 
@@ -237,7 +237,7 @@ def test_an_expired_lease_is_taken_over(receiver):
 
     run = start_baseline(receiver.url, n_tasks=1)
     Application.objects.filter(pk=run.experiment.application_id).update(dispatch_lease_until=timezone.now())
-    assert engine.dispatch_application(run.experiment.application_id) == 1
+    assert runs.dispatch_application(run.experiment.application_id) == 1
     assert Application.objects.get(pk=run.experiment.application_id).dispatch_lease_until is None
 
 
@@ -250,7 +250,7 @@ def test_a_variant_chain_sends_its_effective_config(receiver):
     baseline = experiment.baseline
     a = actions.create_variant(experiment, parent=baseline, inference_step="main", parameter="temperature", value=0.3)
     b = actions.create_variant(experiment, parent=a, inference_step="main", parameter="model", value="gpt-4o")
-    variant_run = actions.start_variant_run(b)
+    variant_run = runs.start_variant_run(b)
     receiver.requests.clear()
     dispatch(variant_run)
     [request] = receiver.requests
@@ -265,7 +265,7 @@ def test_a_variant_chain_sends_its_effective_config(receiver):
 
 def test_cancelled_runs_get_no_deliveries(receiver):
     run = start_baseline(receiver.url, n_tasks=3)
-    actions.cancel_run(run)
+    runs.cancel_run(run)
     dispatch(run)
     assert receiver.requests == []
     assert DeliveryAttempt.objects.count() == 0
@@ -286,5 +286,5 @@ def test_a_run_with_waiting_retries_is_not_closed(receiver, settings):
 def test_dispatching_an_application_without_due_tests_sends_nothing(receiver):
     application = make_application(webhook_url=receiver.url)
     make_ready_experiment(n_tasks=2, application=application)
-    assert engine.dispatch_application(application.pk) == 1
+    assert runs.dispatch_application(application.pk) == 1
     assert receiver.requests == []

@@ -1,5 +1,7 @@
 """Celery entry points: task bodies called directly, enqueueing on commit, and a real worker end to end."""
 
+import subprocess
+import threading
 import time
 
 import pytest
@@ -7,12 +9,13 @@ import pytest
 from demo_app import pipeline
 from demo_app.catalog import TASKS
 from demo_app.server import serve_in_thread
-from experiments_app import actions, tasks
-from experiments_app.models import DeliveryAttempt, Experiment, InferenceStep, Run, RunStatus, Task, Test
+from experiments_app import actions, runs, tasks
+from experiments_app.models import DeliveryAttempt, Experiment, InferenceStep, Role, Run, RunStatus, Task, Test
 from experiments_app.models import TestStatus as Status
 from experiments_app.states import State
+from tests.api_fixtures import client_for
 from tests.engine_fixtures import Reply, start_baseline, wait_for
-from tests.factories import make_application
+from tests.factories import make_application, make_token
 
 
 @pytest.mark.django_db
@@ -20,6 +23,10 @@ def test_starting_a_run_enqueues_dispatch_on_commit(receiver, django_capture_on_
     with django_capture_on_commit_callbacks() as callbacks:
         start_baseline(receiver.url, n_tasks=1)
     assert len(callbacks) == 1
+
+
+def test_runs_wake_the_dispatch_task_by_its_registered_name():
+    assert tasks.dispatch_application.name == runs.start.DISPATCH_TASK
 
 
 @pytest.mark.django_db
@@ -89,7 +96,7 @@ def test_the_worker_runs_a_baseline_and_a_branch_of_variants_end_to_end(celery_w
     try:
         application, experiment = demo_setup(f"http://127.0.0.1:{server.server_address[1]}/webhook")
         server.app.fixed_secret = application.webhook_secret
-        baseline_run = actions.start_baseline_run(experiment)
+        baseline_run = runs.start_baseline_run(experiment)
         baseline_run = wait_for(
             lambda: run_finished(baseline_run.pk), 60, message=f"the baseline run\n{celery_worker_process.log()[-2000:]}"
         )
@@ -102,17 +109,17 @@ def test_the_worker_runs_a_baseline_and_a_branch_of_variants_end_to_end(celery_w
         experiment.refresh_from_db()
         cooler = actions.create_variant(experiment, parent=experiment.baseline, inference_step="answer", parameter="temperature", value=0.2)
         stronger = actions.create_variant(experiment, parent=cooler, inference_step="answer", parameter="model", value="gpt-4o")
-        runs = []
+        finished = []
         for variant in (cooler, stronger):
-            started = actions.start_variant_run(variant)
+            started = runs.start_variant_run(variant)
             run = wait_for(lambda started=started: run_finished(started.pk), 60, message="a variant run")
             assert Experiment.objects.get(pk=experiment.pk).status == State.IDLE
             check_outputs_match_the_application(run)
             assert run.passed == expected_passes(run)
-            runs.append(run)
-        assert runs[1].config["answer"]["temperature"] == 0.2 and runs[1].config["answer"]["model"] == "gpt-4o"
-        assert baseline_run.passed <= runs[0].passed <= runs[1].passed
-        assert runs[1].aggregates["metrics"]["latency_ms"]["count"] == runs[1].total
+            finished.append(run)
+        assert finished[1].config["answer"]["temperature"] == 0.2 and finished[1].config["answer"]["model"] == "gpt-4o"
+        assert baseline_run.passed <= finished[0].passed <= finished[1].passed
+        assert finished[1].aggregates["metrics"]["latency_ms"]["count"] == finished[1].total
     finally:
         server.shutdown()
         server.server_close()
@@ -193,7 +200,7 @@ def test_a_worker_killed_mid_run_costs_seconds_and_no_test_is_recorded_twice(
     from tests.engine_fixtures import database_url, start_worker
 
     # This test decides which worker gets the first wake-up: the doomed one, not the session's.
-    monkeypatch.setattr(tasks.dispatch_application, "delay_on_commit", lambda *args, **kwargs: None)
+    monkeypatch.setattr(runs.start, "wake_dispatcher", lambda application_id: None)
     receiver.handler = lambda received, count: Reply(200, {"output": "ok", "passed": True}, delay=1.0)
     run = start_baseline(receiver.url, n_tasks=12, max_concurrency=4, timeout_seconds=2)
     queue = f"doomed-{run.pk.hex[:8]}"
@@ -225,3 +232,71 @@ def test_a_worker_killed_mid_run_costs_seconds_and_no_test_is_recorded_twice(
     assert len(receiver.requests) > 12  # some tests really were delivered twice
     completions = Transition.objects.filter(experiment_id=run.experiment_id, to_status=State.BASELINE_COMPLETE)
     assert completions.count() == 1
+
+
+def hold_requests(receiver):
+    """Make the receiver hold every request until the returned event is set."""
+    release = threading.Event()
+
+    def handler(received, count):
+        release.wait(30)
+        return Reply(200, {"output": "late"})
+
+    receiver.handler = handler
+    return release
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("concurrency", "n_tasks"), [(4, 8), (4, 20)], ids=["4-held-4-queued", "4-held-16-queued"])
+def test_no_delivery_starts_after_a_cancel_has_answered(celery_worker_process, receiver, concurrency, n_tasks):
+    """SPEC §8: after `cancel/` answers 200 the application receives nothing new, although
+    the dispatcher had claimed tests beyond the in-flight cap when the cancel came."""
+    release = hold_requests(receiver)
+    run = start_baseline(receiver.url, n_tasks=n_tasks, max_concurrency=concurrency, timeout_seconds=30)
+    editor = client_for(make_token(run.experiment.team, Role.EDITOR))
+    try:
+        wait_for(lambda: len(receiver.requests) >= concurrency, 30, message="the first requests in flight")
+        # The dispatcher holds `concurrency` requests and has claimed more than that.
+        wait_for(lambda: Test.objects.filter(run=run, status=Status.DISPATCHED).count() > concurrency, 10, message="claims")
+        response = editor.post(f"/api/v1/runs/{run.pk}/cancel/")
+        assert response.status_code == 200 and response.json()["status"] == "cancelled"
+        sent_before_the_answer = len(receiver.requests)
+    finally:
+        release.set()
+    time.sleep(3)  # the held requests end and their slots free; nothing may fill them
+    assert sent_before_the_answer == concurrency
+    assert len(receiver.requests) == sent_before_the_answer
+    run.refresh_from_db()
+    assert (run.status, run.errored, run.total) == (RunStatus.CANCELLED, n_tasks, n_tasks)
+    assert not Test.objects.filter(run=run, status__in=(Status.PENDING, Status.DISPATCHED)).exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_shutdown_finishes_in_flight_deliveries_and_hands_the_rest_to_another_worker(
+    celery_worker_process, receiver, live_server, tmp_path, monkeypatch
+):
+    """SIGTERM to a worker that is sending a long run: it exits within timeout_seconds plus a
+    margin, its in-flight answers are recorded, and another worker sends the rest."""
+    from tests.engine_fixtures import database_url, start_worker
+
+    monkeypatch.setattr(runs.start, "wake_dispatcher", lambda application_id: None)
+    receiver.handler = lambda received, count: Reply(200, {"output": "ok", "passed": True}, delay=1.0)
+    run = start_baseline(receiver.url, n_tasks=60, max_concurrency=4, timeout_seconds=3)
+    queue = f"leaving-{run.pk.hex[:8]}"
+    leaving = start_worker(database_url(), live_server.url, tmp_path / "leaving.log", queues=[queue], concurrency=1)
+    tasks.dispatch_application.apply_async(args=[str(run.experiment.application_id)], queue=queue)
+    wait_for(lambda: len(receiver.requests) >= 4, 30, message="the leaving worker's first requests")
+    leaving.process.terminate()  # SIGTERM: a warm shutdown
+    stopped_at = time.monotonic()
+    try:
+        leaving.process.wait(timeout=3 + 10)
+    except subprocess.TimeoutExpired:
+        leaving.process.kill()
+        pytest.fail(f"the worker was still running 13 s after SIGTERM:\n{leaving.log()[-2000:]}")
+    assert time.monotonic() - stopped_at < 3 + 10
+    finished = wait_for(lambda: run_finished(run.pk), 90, message=f"the run, finished by the session worker\n{leaving.log()[-2000:]}")
+    assert (finished.status, finished.total, finished.passed, finished.errored) == (RunStatus.SUCCEEDED, 60, 60, 0)
+    assert len(receiver.requests) == 60  # nothing in flight was lost, nothing was sent twice
+    assert all(test.attempts == 1 for test in Test.objects.filter(run=run))

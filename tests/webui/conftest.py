@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from experiments_app import actions
-from experiments_app.engine import complete_run
+from experiments_app import actions, runs
 from experiments_app.models import DeliveryAttempt, Role, Test, TestStatus
+from experiments_app.runs import complete_run
 from tests.factories import make_application, make_step, make_task, make_team, make_user
 
 
@@ -84,12 +84,12 @@ def make_ready(team, n_tasks=4, **experiment_fields):
 def make_with_results(team, n_tasks=4):
     """Baseline passes the even tasks; variant `temp 0.3` passes every task."""
     experiment = make_ready(team, n_tasks)
-    baseline_run = finish_run(actions.start_baseline_run(experiment), lambda ext: int(ext[1:]) % 2 == 0)
+    baseline_run = finish_run(runs.start_baseline_run(experiment), lambda ext: int(ext[1:]) % 2 == 0)
     experiment.refresh_from_db()
     variant = actions.create_variant(
         experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3, name="temp 0.3"
     )
-    variant_run = finish_run(actions.start_variant_run(variant), lambda ext: True, latency=80)
+    variant_run = finish_run(runs.start_variant_run(variant), lambda ext: True, latency=80)
     experiment.refresh_from_db()
     return experiment, baseline_run, variant, variant_run
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments_app import actions
+from experiments_app import actions, runs
 from experiments_app.models import Run, Variant
 from tests.webui.conftest import finish_run, make_ready, make_with_results
 
@@ -116,7 +116,7 @@ def test_refused_transition_without_htmx_redirects_with_the_message(editor):
 
 def test_progress_polls_while_a_run_is_active(editor):
     experiment = make_ready(editor.team)
-    run = actions.start_baseline_run(experiment)
+    run = runs.start_baseline_run(experiment)
     response = editor.get(f"/experiments/{experiment.pk}/progress/", HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert response.status_code == 200
@@ -126,7 +126,7 @@ def test_progress_polls_while_a_run_is_active(editor):
 
 def test_progress_stops_polling_and_announces_the_end_of_the_watched_run(editor):
     experiment = make_ready(editor.team)
-    run = finish_run(actions.start_baseline_run(experiment), lambda ext: True)
+    run = finish_run(runs.start_baseline_run(experiment), lambda ext: True)
     response = editor.get(f"/experiments/{experiment.pk}/progress/?run={run.pk}", HTTP_HX_REQUEST="true")
     assert response.status_code == 286
     assert response["HX-Trigger"] == "run-finished"
@@ -149,7 +149,7 @@ def test_progress_ignores_a_malformed_run_parameter(editor):
 
 def test_cancel_run_from_the_page(editor):
     experiment = make_ready(editor.team)
-    run = actions.start_baseline_run(experiment)
+    run = runs.start_baseline_run(experiment)
     assert "Cancel run" in editor.get(f"/experiments/{experiment.pk}/header/").content.decode()
     response = editor.post(f"/runs/{run.pk}/cancel/", HTTP_HX_REQUEST="true")
     assert response.status_code == 204

@@ -1,11 +1,12 @@
 """The run page, the test page with the baseline diff, run comparison and run exports."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from experiments_app import actions
+from experiments_app import runs
 from experiments_app.models import DeliveryAttempt, Test
 from tests.webui.conftest import finish_run, make_ready, make_with_results
 
@@ -50,7 +51,7 @@ def test_run_page_ignores_an_unknown_filter(editor):
 
 def test_run_page_paginates_and_keeps_queries_flat(editor, django_assert_max_num_queries):
     experiment = make_ready(editor.team, n_tasks=120)
-    run = finish_run(actions.start_baseline_run(experiment), lambda ext: True)
+    run = finish_run(runs.start_baseline_run(experiment), lambda ext: True)
     with django_assert_max_num_queries(14):
         html = editor.get(f"/runs/{run.pk}/").content.decode()
     assert html.count("/tests/") == 50 and "Page 1 of 3" in html
@@ -59,7 +60,7 @@ def test_run_page_paginates_and_keeps_queries_flat(editor, django_assert_max_num
 
 def test_run_summary_polls_while_active_and_stops_at_the_end(editor):
     experiment = make_ready(editor.team)
-    run = actions.start_baseline_run(experiment)
+    run = runs.start_baseline_run(experiment)
     response = editor.get(f"/runs/{run.pk}/summary/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and b'hx-trigger="every 2s"' in response.content
     finish_run(run, lambda ext: True)
@@ -126,3 +127,29 @@ def test_run_export_json(editor):
     data = json.loads(editor.get(f"/runs/{run.pk}/export.json").content)
     assert data["run"]["status"] == "succeeded" and len(data["tests"]) == 4
     assert data["tests"][0]["output"] == {"answer": "t000 right"}
+
+
+def test_a_silent_test_page_says_it_was_accepted_and_where_callbacks_go(editor, settings):
+    settings.PUBLIC_URL = "https://dashboard.example"
+    experiment = make_ready(editor.team, n_tasks=1)
+    run = runs.start_baseline_run(experiment)
+    now = timezone.now()
+    Test.objects.filter(run=run).update(
+        status="dispatched", attempts=1, accepted_at=now - timedelta(seconds=400), result_due_at=now - timedelta(seconds=1)
+    )
+    runs.sweep_tests(wake=lambda application_id: None)
+    test = Test.objects.get(run=run)
+    html = editor.get(f"/runs/{run.pk}/tests/{test.pk}/").content.decode()
+    callback = f"https://dashboard.example/api/v1/tests/{test.pk}/result/"
+    assert f"The application accepted it (202) at {test.accepted_at:%Y-%m-%d %H:%M:%S} UTC" in html
+    assert f"no result arrived within result_timeout_seconds; callbacks go to {callback}" in html
+    assert "no result arrived by callback" in html and "Not evaluated: no usable output." in html
+
+
+def test_the_test_page_shows_the_request_as_sent_with_the_overrides(editor):
+    _, baseline_run, _, run = make_with_results(editor.team)
+    test = Test.objects.filter(run=run).first()
+    html = editor.get(f"/runs/{run.pk}/tests/{test.pk}/").content.decode()
+    assert 'id="test-request"' in html and "Request as sent" in html
+    assert "&quot;overrides&quot;" in html and "&quot;temperature&quot;" in html
+    assert f"/api/v1/tests/{test.pk}/result/" in html and "answered synchronously" in html

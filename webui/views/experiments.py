@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from experiments_app import actions, states
+from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Experiment, Run, Variant
 from experiments_app.results import experiment_results
@@ -23,7 +23,6 @@ from webui.forms import ExperimentForm, apply_errors
 from webui.tree import table_rows, variant_tree
 
 PAGE_SIZE = 50
-BRANCHABLE = (State.BASELINE_COMPLETE, State.RUNNING_VARIANT, State.IDLE)
 SORT_COLUMNS = [
     ("name", "Variant", False),
     (None, "Change", False),
@@ -91,10 +90,10 @@ def lifecycle_buttons(request, experiment, run):
     """The lifecycle actions that are legal now and allowed to this user, as buttons."""
     if not can(request, experiment.team_id):
         return []
-    status, pk = experiment.status, experiment.pk
+    pk = experiment.pk
     buttons = []
-    if states.is_allowed(status, State.RUNNING_BASELINE):
-        label = "Retry baseline" if status == State.BASELINE_FAILED else "Run baseline"
+    if experiment.allows(State.RUNNING_BASELINE):
+        label = "Retry baseline" if experiment.status == State.BASELINE_FAILED else "Run baseline"
         buttons.append({"label": label, "url": reverse("webui:experiment-run-baseline", args=[pk]), "style": "primary"})
     if run is not None:
         buttons.append(
@@ -105,13 +104,13 @@ def lifecycle_buttons(request, experiment, run):
                 "confirm": "Cancel the running run?",
             }
         )
-    if status == State.BASELINE_FAILED:
+    if experiment.allows(State.BASELINE_PENDING) and experiment.status == State.BASELINE_FAILED:
         buttons.append({"label": "Reopen", "url": reverse("webui:experiment-reopen", args=[pk]), "style": ""})
-    if status in (State.DRAFT, State.BASELINE_PENDING):
+    if experiment.is_scope_editable():
         buttons.append({"label": "Set up", "url": reverse("webui:experiment-setup", args=[pk]), "style": "", "link": True})
-    if states.is_allowed(status, State.COMPLETED):
+    if experiment.allows(State.COMPLETED):
         buttons.append({"label": "Complete…", "url": reverse("webui:experiment-complete", args=[pk]), "style": "", "link": True})
-    if states.is_allowed(status, State.ARCHIVED):
+    if experiment.allows(State.ARCHIVED):
         buttons.append(
             {
                 "label": "Archive",
@@ -145,14 +144,14 @@ def results_context(request, experiment):
         .order_by("created_at", "pk")
     )
     editable = can(request, experiment.team_id)
-    runnable = editable and states.is_allowed(experiment.status, State.RUNNING_VARIANT)
-    branchable = editable and experiment.status in BRANCHABLE
+    runnable = editable and experiment.allows(State.RUNNING_VARIANT)
+    branchable = editable and experiment.can_branch()
     nodes = variant_tree(variants, results)
     for node in nodes:
         variant = node["variant"]
         node["can_run"] = runnable and not variant.is_baseline
         node["can_branch"] = branchable
-        node["can_delete"] = editable and not variant.is_baseline and not node["has_children"] and not variant.n_runs
+        node["can_delete"] = editable and variant.is_deletable(has_runs=bool(variant.n_runs), has_children=node["has_children"])
     rows, sort_key, descending = table_rows(results, request.GET.get("sort"))
     return {
         "experiment": experiment,

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from experiments_app import actions
+from experiments_app import actions, runs
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Run, RunStatus, Variant
 from webui.access import refuse, require_role, team_ids, team_member
@@ -25,7 +25,7 @@ def load_variant(request, pk):
 def run_baseline(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    return perform(request, experiment, lambda: actions.start_baseline_run(experiment, by=request.user), "Baseline run started.")
+    return perform(request, experiment, lambda: runs.start_baseline_run(experiment, by=request.user), "Baseline run started.")
 
 
 @require_POST
@@ -34,7 +34,7 @@ def run_variant(request, pk):
     variant = load_variant(request, pk)
     require_role(request, variant.experiment.team_id)
     return perform(
-        request, variant.experiment, lambda: actions.start_variant_run(variant, by=request.user), f"Run of “{variant.name}” started."
+        request, variant.experiment, lambda: runs.start_variant_run(variant, by=request.user), f"Run of “{variant.name}” started."
     )
 
 
@@ -43,7 +43,7 @@ def run_variant(request, pk):
 def cancel_run(request, pk):
     run = get_object_or_404(Run.objects.select_related("experiment"), pk=pk, experiment__team_id__in=team_ids(request))
     require_role(request, run.experiment.team_id)
-    return perform(request, run.experiment, lambda: actions.cancel_run(run, by=request.user), "Run cancelled.")
+    return perform(request, run.experiment, lambda: runs.cancel_run(run, by=request.user), "Run cancelled.")
 
 
 @require_POST

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
+from experiments_app import webhooks
 from experiments_app.models import Run, Task, Test
 from experiments_app.results import baseline_result_runs, compare_runs, experiment_results
 from webui import exports
@@ -111,6 +112,7 @@ def test_detail(request, pk, test_id):
         "diff": side_by_side(baseline_test.output if baseline_test else None, test.output),
         "attempts": list(test.delivery_attempts.all()),
         "evaluations": [e for e in test.evaluations or [] if isinstance(e, dict)],
+        "sent": webhooks.build_test_payload(test, webhooks.run_envelope(run)),
     }
     template = "webui/test_detail.html#test-body" if request.htmx else "webui/test_detail.html"
     return render(request, template, context)

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from experiments_app import actions, states
+from experiments_app import actions
 from experiments_app.actions.experiments import EDITABLE_WHEN_LOCKED
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Experiment, InferenceStep, Task
@@ -23,18 +23,18 @@ NO_FILTERS = {"q": "", "tag": "", "show": "", "page": ""}
 
 
 def scope_flags(request, experiment):
-    locked = experiment.locked_at is not None or experiment.status not in (State.DRAFT, State.BASELINE_PENDING)
+    locked = not experiment.is_scope_editable()
     return {
         "locked": locked,
         "editable": can(request, experiment.team_id) and not locked,
-        "can_run": can(request, experiment.team_id) and states.is_allowed(experiment.status, State.RUNNING_BASELINE),
+        "can_run": can(request, experiment.team_id) and experiment.allows(State.RUNNING_BASELINE),
     }
 
 
 def settings_editable(request, experiment, locked):
     """The settings this user may change now: all before the lock, the domain's
     EDITABLE_WHEN_LOCKED ones after it, none when archived or for a viewer."""
-    if not can(request, experiment.team_id) or experiment.status == State.ARCHIVED:
+    if not can(request, experiment.team_id) or experiment.is_archived():
         return set()
     fields = set(SettingsForm.base_fields)
     return fields & EDITABLE_WHEN_LOCKED if locked else fields
@@ -69,7 +69,7 @@ def picker_context(request, experiment, filters):
     flags = scope_flags(request, experiment)
     tasks = matching_tasks(experiment, filters).only("id", "external_id", "name", "tags")
     page = Paginator(tasks, PICKER_PAGE_SIZE).get_page(filters["page"])
-    if experiment.status == State.ARCHIVED:
+    if experiment.is_archived():
         lock_reason = "The experiment is archived and read-only."
     elif flags["locked"]:
         lock_reason = "The task selection is locked since the baseline ran."
@@ -107,7 +107,7 @@ def setup_context(request, experiment, bound=None, filters=None):
         "tasks": bound.get("tasks") or TasksForm(initial={"mode": "all" if n_selected in (0, n_tasks) else None}),
         "baseline": bound.get("baseline") or BaselineForm(config=experiment.baseline.config, steps=selected_steps),
     }
-    details_editable = can(request, experiment.team_id) and experiment.status != State.ARCHIVED
+    details_editable = can(request, experiment.team_id) and not experiment.is_archived()
     forms["details"] = bound.get("details") or DetailsForm(initial={"name": experiment.name, "description": experiment.description})
     for name, form in forms.items():
         if not (details_editable if name == "details" else editable):

@@ -1,10 +1,10 @@
 """Load the demo: a team with a login, the demo application, steps, ~50 tasks and an
-experiment whose baseline and three variants have really run through the engine.
+experiment whose baseline and three variants have really run through the run engine (`experiments_app.runs`).
 
 `make run` calls this before the worker and the demo application start, so the runs
 here go through the real engine in this process: a demo server on an ephemeral port
 (every answer synchronous, since no dashboard is up yet to receive callbacks) and
-`engine.dispatch_application` inline. Afterwards the application points at the demo
+`runs.dispatch_application` inline. Afterwards the application points at the demo
 process `make run` starts (http://127.0.0.1:8100/webhook), where a third of the
 answers come back through the callback. Running it again changes nothing.
 """
@@ -18,7 +18,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from experiments_app import actions, engine
+from demo_app.catalog import TASKS
+from demo_app.server import secret_file, serve_in_thread
+from experiments_app import actions, runs
 from experiments_app.models import Application, InferenceStep, Membership, Role, Run, RunStatus, Task, Team
 from experiments_app.states import State
 
@@ -64,9 +66,6 @@ class Command(BaseCommand):
     help = "Create the demo team, login, application, tasks and an experiment with real runs (idempotent)."
 
     def handle(self, *args, **options):
-        from demo_app.catalog import TASKS
-        from demo_app.server import secret_file
-
         password = os.environ.get("DEMO_PASSWORD", "demo")
         with transaction.atomic():
             team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team"})
@@ -104,8 +103,6 @@ class Command(BaseCommand):
         self.run_through_engine(application, experiment)
 
     def run_through_engine(self, application, experiment):
-        from demo_app.server import serve_in_thread
-
         server = serve_in_thread(port=0, secret=application.webhook_secret, async_fraction=0.0, speed=0.02)
         url = application.webhook_url
         Application.objects.filter(pk=application.pk).update(webhook_url=f"http://127.0.0.1:{server.server_address[1]}/webhook")
@@ -117,7 +114,7 @@ class Command(BaseCommand):
             self.finish_active_run(application, experiment)
             experiment.refresh_from_db()
             if experiment.status == State.BASELINE_PENDING:
-                self.report(self.run(application, actions.start_baseline_run(experiment)))
+                self.report(self.run(application, runs.start_baseline_run(experiment)))
             by_name = {variant.name: variant for variant in experiment.variants.all()}
             for name, parent, step, parameter, value in VARIANTS:
                 experiment.refresh_from_db()
@@ -128,7 +125,7 @@ class Command(BaseCommand):
                     experiment, parent=parent_variant, inference_step=step, parameter=parameter, value=value, name=name
                 )
                 by_name[name] = variant
-                self.report(self.run(application, actions.start_variant_run(variant)))
+                self.report(self.run(application, runs.start_variant_run(variant)))
         finally:
             settings.WEBHOOK_ALLOWED_HOSTS = allowed
             Application.objects.filter(pk=application.pk).update(webhook_url=url)
@@ -138,14 +135,14 @@ class Command(BaseCommand):
     def finish_active_run(self, application, experiment):
         """A run left active by an interrupted load: send what it still needs."""
         if experiment.runs.filter(status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).exists():
-            engine.dispatch_application(application.pk)
-            engine.sweep_tests(wake=lambda application_id: None)
+            runs.dispatch_application(application.pk)
+            runs.sweep_tests(wake=lambda application_id: None)
 
     def run(self, application, run):
         # A worker already running may hold the application's lease; then wait for it.
         deadline = time.monotonic() + 300
         while Run.objects.filter(pk=run.pk, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).exists() and time.monotonic() < deadline:
-            if not engine.dispatch_application(application.pk):
+            if not runs.dispatch_application(application.pk):
                 time.sleep(0.5)
         return Run.objects.select_related("variant").get(pk=run.pk)
 

@@ -1,4 +1,4 @@
-"""The HTTP side of dispatch: an asyncio loop in a background thread with one httpx.AsyncClient.
+"""Sending (SPEC §4): an asyncio loop in a background thread with a few httpx.AsyncClients.
 
 The database stays on the caller's thread (Django's ORM is synchronous); this thread
 only signs and sends. Jobs go in with `submit`, outcomes come back on `outcomes`.
@@ -107,9 +107,11 @@ class Sender:
             entry = max(self.clients, key=lambda item: item[1])
             entry[1] -= 1
             try:
-                await self.attempt(job, entry[0])
+                outcome = await self.attempt(job, entry[0])
             finally:
                 entry[1] += 1
+        # Reported once the slot is free, so the dispatcher may start the next job at once.
+        self.outcomes.put(outcome)
 
     async def attempt(self, job, client):
         started_at = datetime.now(UTC)
@@ -127,7 +129,7 @@ class Sender:
         except Exception as failure:
             outcome.error = f"{type(failure).__name__}: {failure}"
         outcome.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        self.outcomes.put(outcome)
+        return outcome
 
     async def send(self, client, job, outcome):
         target = await self.target(job.url)

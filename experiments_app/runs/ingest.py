@@ -5,11 +5,12 @@ import math
 import uuid
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, Run, RunStatus, Test, TestStatus
+from experiments_app.models import ACTIVE_RUN_STATUSES, RunStatus, Test
+from experiments_app.runs import state
+from experiments_app.runs.complete import complete_if_done
 
 logger = logging.getLogger(__name__)
 
@@ -76,61 +77,6 @@ def is_same_result(test, parsed):
     )
 
 
-def apply_result(test, parsed, evaluators, now):
-    """Evaluate `parsed` and write it onto `test` (unsaved): passed or failed. Returns the status."""
-    from experiments_app.evaluation import evaluate
-
-    passed, evaluations = evaluate(
-        evaluators,
-        output=parsed["output"],
-        has_output=True,
-        expected=test.task_expected,
-        reported_passed=parsed["passed"],
-        metrics=parsed["metrics"],
-        error=parsed["error"],
-    )
-    test.output = parsed["output"]
-    test.has_output = True
-    test.reported_passed = parsed["passed"]
-    test.metrics = parsed["metrics"]
-    test.error = parsed["error"]
-    test.trace_id = parsed["trace_id"]
-    test.evaluations = evaluations
-    test.status = TestStatus.PASSED if passed else TestStatus.FAILED
-    test.completed_at = now
-    test.lease_until = None
-    test.next_attempt_at = None
-    test.result_due_at = None
-    return test.status
-
-
-RESULT_FIELDS = [
-    "output",
-    "has_output",
-    "reported_passed",
-    "metrics",
-    "error",
-    "trace_id",
-    "evaluations",
-    "status",
-    "completed_at",
-    "lease_until",
-    "next_attempt_at",
-    "result_due_at",
-]
-
-
-def add_counts(run_id, statuses):
-    """Add terminal test outcomes to the run's live counters (exact: each test ends once)."""
-    fields = {}
-    for status in (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED):
-        count = sum(1 for item in statuses if item == status)
-        if count:
-            fields[status.value] = F(status.value) + count
-    if fields:
-        Run.objects.filter(pk=run_id).update(**fields)
-
-
 def record_result(test_id, data, *, source="callback"):
     """Record a result for a test; return the Test.
 
@@ -138,8 +84,6 @@ def record_result(test_id, data, *, source="callback"):
     an unknown test, Conflict for a different result on a finished test or for a test
     of a cancelled run, ValidationFailed for a malformed body.
     """
-    from experiments_app.engine.completion import complete_if_done
-
     parsed = parse_result(data)
     try:
         test_uuid = uuid.UUID(str(test_id))
@@ -158,9 +102,8 @@ def record_result(test_id, data, *, source="callback"):
             raise Conflict(f"The test already has a different result ({test.status}).", status=test.status)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise Conflict(f"The run has ended ({run.status}).", status=run.status)
-        status = apply_result(test, parsed, run.experiment.evaluators, timezone.now())
-        test.save(update_fields=RESULT_FIELDS)
-        add_counts(run.pk, [status])
+        status = state.finish_with_result(test, parsed, run.experiment.evaluators, timezone.now())
+        state.save_tests([test])
     logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
     complete_if_done(run.pk)
     return test

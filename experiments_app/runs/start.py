@@ -1,13 +1,19 @@
-"""Starting and cancelling runs. Dispatch, results and completion live in the engine modules."""
+"""Starting and cancelling runs: the first step of a run's life."""
 
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from experiments_app import overrides, states
 from experiments_app.actions.experiments import apply_transition, variant_effective_config
 from experiments_app.errors import Conflict, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, Experiment, Run, RunStatus, Test, TestStatus, Variant
+from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Experiment, Run, RunStatus, Test, Variant
+from experiments_app.runs.state import error_tests
 from experiments_app.states import State
+
+# The Celery task that sends an application's due tests. It is named, not imported:
+# tasks.py is the top floor and imports this package, never the other way round.
+DISPATCH_TASK = "experiments_app.tasks.dispatch_application"
 
 
 def create_run(experiment, variant, config, *, by=None):
@@ -34,10 +40,9 @@ def create_run(experiment, variant, config, *, by=None):
     return run
 
 
-def enqueue_dispatch(run):
-    from experiments_app import tasks  # tasks import actions; import late to keep the direction one way
-
-    tasks.dispatch_application.delay_on_commit(str(run.experiment.application_id))
+def wake_dispatcher(application_id):
+    """Have a worker send the application's due tests once the current transaction commits."""
+    transaction.on_commit(lambda: current_app.send_task(DISPATCH_TASK, args=[str(application_id)]))
 
 
 def start_baseline_run(experiment, *, by=None):
@@ -54,7 +59,7 @@ def start_baseline_run(experiment, *, by=None):
             raise ValidationFailed({"tasks": "Select at least one inference step and one task before running the baseline."})
         apply_transition(experiment, State.RUNNING_BASELINE, by=by, locked_at=experiment.locked_at or timezone.now())
         run = create_run(experiment, baseline, baseline.config or {}, by=by)
-        enqueue_dispatch(run)
+        wake_dispatcher(experiment.application_id)
     return run
 
 
@@ -68,7 +73,7 @@ def start_variant_run(variant, *, by=None):
             raise states.InvalidTransition(experiment.status, State.RUNNING_VARIANT, "The baseline runs only through run-baseline.")
         apply_transition(experiment, State.RUNNING_VARIANT, by=by)
         run = create_run(experiment, variant, variant_effective_config(variant), by=by)
-        enqueue_dispatch(run)
+        wake_dispatcher(experiment.application_id)
     return run
 
 
@@ -82,10 +87,8 @@ def cancel_run(run, *, by=None):
         if not updated:
             run.refresh_from_db()
             raise Conflict(f"The run has already ended ({run.status}).", status=run.status)
-        Test.objects.filter(run=run, status__in=(TestStatus.PENDING, TestStatus.DISPATCHED)).update(
-            status=TestStatus.ERRORED, error="Run cancelled.", completed_at=now, lease_until=None, next_attempt_at=None
-        )
-        Run.objects.filter(pk=run.pk).update(**run.count_tests())
+        # Not skipping locked rows: a dispatcher recording outcomes of this run is waited for.
+        error_tests(Test.objects.filter(run=run, status__in=OPEN_TEST_STATUSES), "Run cancelled.", now, skip_locked=False)
         experiment = Experiment.objects.get(pk=run.experiment_id)
         target = State.BASELINE_FAILED if experiment.status == State.RUNNING_BASELINE else State.IDLE
         if experiment.status in states.RUNNING:

@@ -1,4 +1,4 @@
-"""Closing a run exactly once and moving its experiment on (SPEC §3)."""
+"""Completing a run: closing it exactly once and moving its experiment on (SPEC §3)."""
 
 import logging
 
@@ -6,12 +6,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from experiments_app.actions.experiments import apply_transition
-from experiments_app.models import ACTIVE_RUN_STATUSES, Experiment, Run, RunStatus, Test, TestStatus
+from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Experiment, Run, RunStatus, Test
+from experiments_app.results import store_summary
 from experiments_app.states import State
 
 logger = logging.getLogger(__name__)
-
-OPEN_TEST_STATUSES = (TestStatus.PENDING, TestStatus.DISPATCHED)
 
 
 def has_open_tests(run_id):
@@ -49,8 +48,6 @@ def complete_run(run_id):
     Returns True if this call closed the run, False when it was not active, still has
     open tests, or another worker closed it first (the conditional update decides).
     """
-    from experiments_app.results import store_summary
-
     with transaction.atomic():
         run = Run.objects.select_for_update(of=("self",)).select_related("experiment", "variant").filter(pk=run_id).first()
         if run is None or run.status not in ACTIVE_RUN_STATUSES or has_open_tests(run_id):

@@ -1,0 +1,30 @@
+"""Run execution, in the order a run lives:
+
+- start.py     start a baseline or variant run (its tests written in bulk), cancel a run
+- claim.py     the application's dispatch lease and claiming due tests
+- dispatch.py  one dispatcher per application keeps up to max_concurrency deliveries in flight
+- send.py      the HTTP side: signed requests from an asyncio loop
+- policy.py    which answers are retried, and when
+- ingest.py    a result posted to tests/{id}/result/ (SPEC §5)
+- state.py     the one writer of a test's terminal or retry state and of the run's counts
+- complete.py  closing a run exactly once and moving its experiment on (SPEC §3)
+- sweep.py     the periodic sweeper: silent tests, lost leases, runs left open
+"""
+
+from experiments_app.runs.complete import complete_if_done, complete_run
+from experiments_app.runs.dispatch import dispatch_application
+from experiments_app.runs.ingest import parse_result, record_result
+from experiments_app.runs.start import cancel_run, start_baseline_run, start_variant_run
+from experiments_app.runs.sweep import sweep_tests
+
+__all__ = [
+    "cancel_run",
+    "complete_if_done",
+    "complete_run",
+    "dispatch_application",
+    "parse_result",
+    "record_result",
+    "start_baseline_run",
+    "start_variant_run",
+    "sweep_tests",
+]

@@ -1,0 +1,108 @@
+"""Claiming work: the application's dispatch lease and the due tests a dispatcher takes.
+
+The database is the source of truth. A dispatcher holds the application's lease
+(`Application.dispatch_lease_until`, taken and renewed with conditional updates), so
+`max_concurrency` holds across all workers. Claimed tests carry a lease of their own: if
+their worker dies mid-request, they fall due again when it expires.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Min, Q
+from django.utils import timezone
+
+from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Run, RunStatus, Test, TestStatus
+from experiments_app.runs.state import log_lost_attempts
+
+# --- the application lease ----------------------------------------------------
+
+
+def acquire_lease(application_id):
+    """Take the application's dispatch lease; return its expiry (our token) or None if held."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+    taken = (
+        Application.objects.filter(pk=application_id)
+        .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
+        .update(dispatch_lease_until=until)
+    )
+    return until if taken else None
+
+
+def renew_lease(application_id, token):
+    """Extend our lease; return the new token, or None if another dispatcher took it over."""
+    until = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+    renewed = Application.objects.filter(pk=application_id, dispatch_lease_until=token).update(dispatch_lease_until=until)
+    return until if renewed else None
+
+
+def release_lease(application_id, token):
+    Application.objects.filter(pk=application_id, dispatch_lease_until=token).update(dispatch_lease_until=None)
+
+
+# --- which tests are due -------------------------------------------------------
+
+
+def due_filter(now):
+    """Tests ready for a delivery attempt: pending and due, or dispatched with an expired lease."""
+    pending_due = Q(status=TestStatus.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    lost = Q(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now)
+    return pending_due | lost
+
+
+def application_tests(application_id):
+    return Test.objects.filter(run__experiment__application_id=application_id, run__status__in=ACTIVE_RUN_STATUSES)
+
+
+def has_due_tests(application_id, now=None):
+    return application_tests(application_id).filter(due_filter(now or timezone.now())).exists()
+
+
+def next_due_at(application_id):
+    """When the earliest waiting retry of this application falls due (None when none waits)."""
+    return (
+        application_tests(application_id)
+        .filter(status=TestStatus.PENDING, next_attempt_at__isnull=False)
+        .aggregate(at=Min("next_attempt_at"))["at"]
+    )
+
+
+def active_runs(run_ids):
+    """Those of `run_ids` whose run is still active (not cancelled): checked right before sending."""
+    return set(Run.objects.filter(pk__in=run_ids, status__in=ACTIVE_RUN_STATUSES).values_list("pk", flat=True))
+
+
+# --- claiming -------------------------------------------------------------------
+
+
+def claim_tests(application, limit):
+    """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease); return them."""
+    now = timezone.now()
+    # A claimed test may wait behind one full round of requests and then take its own
+    # timeout; it stays ours that long plus a margin before another dispatcher may take it back.
+    lease = now + timedelta(seconds=2 * application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            application_tests(application.pk)
+            .filter(due_filter(now))
+            .filter(attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
+            .order_by("run__created_at", "created_at", "pk")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        log_lost_attempts(Test.objects.filter(pk__in=ids), now)
+        Test.objects.filter(pk__in=ids).filter(due_filter(now)).update(
+            status=TestStatus.DISPATCHED,
+            lease_until=lease,
+            dispatched_at=now,
+            next_attempt_at=None,
+            attempts=F("attempts") + 1,
+        )
+        tests = list(Test.objects.filter(pk__in=ids, status=TestStatus.DISPATCHED, lease_until=lease))
+        run_ids = {test.run_id for test in tests}
+        Run.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now)
+    return tests

@@ -1,0 +1,164 @@
+"""The one writer of a test's state.
+
+Dispatch, callback ingestion, the sweeper and cancel all end a test, send it back to
+wait for a retry or mark it as awaiting its callback through these functions, so the
+fields that go with each state (the retry due time, the lease, the result deadline) and
+the run's live counts never disagree. The mutators change a Test in memory and return
+its new status; `save_tests` writes a batch and adds the terminal ones to their runs'
+counts; `error_tests` ends many tests at once by query.
+"""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+
+from experiments_app.evaluation import evaluate
+from experiments_app.models import TERMINAL_TEST_STATUSES, DeliveryAttempt, Run, Test, TestStatus
+
+# Every field the mutators below may change: what `save_tests` writes.
+STATE_FIELDS = (
+    "status",
+    "output",
+    "has_output",
+    "reported_passed",
+    "metrics",
+    "error",
+    "trace_id",
+    "evaluations",
+    "completed_at",
+    "lease_until",
+    "next_attempt_at",
+    "accepted_at",
+    "result_due_at",
+)
+
+# A terminal test holds no lease, waits for no retry and expects no callback.
+NOTHING_PENDING = {"lease_until": None, "next_attempt_at": None, "result_due_at": None}
+
+LOST_ATTEMPT_ERROR = "No answer was recorded: the worker sending this attempt stopped before its lease expired."
+
+
+def end(test, status, now):
+    test.status = status
+    test.completed_at = now
+    for name, value in NOTHING_PENDING.items():
+        setattr(test, name, value)
+    return status
+
+
+def finish_with_result(test, parsed, evaluators, now):
+    """Evaluate a parsed result (see ingest.parse_result) onto `test`: passed or failed."""
+    passed, evaluations = evaluate(
+        evaluators,
+        output=parsed["output"],
+        has_output=True,
+        expected=test.task_expected,
+        reported_passed=parsed["passed"],
+        metrics=parsed["metrics"],
+        error=parsed["error"],
+    )
+    test.output = parsed["output"]
+    test.has_output = True
+    test.reported_passed = parsed["passed"]
+    test.metrics = parsed["metrics"]
+    test.error = parsed["error"]
+    test.trace_id = parsed["trace_id"]
+    test.evaluations = evaluations
+    return end(test, TestStatus.PASSED if passed else TestStatus.FAILED, now)
+
+
+def finish_errored(test, reason, now):
+    """No usable output: the test is errored with `reason`."""
+    test.error = reason
+    return end(test, TestStatus.ERRORED, now)
+
+
+def retry_later(test, due):
+    """The attempt failed in a retryable way: pending again, due at `due`."""
+    test.status = TestStatus.PENDING
+    test.lease_until = None
+    test.next_attempt_at = due
+    return test.status
+
+
+def await_result(test, now, result_timeout_seconds):
+    """The application accepted the test (202): its result must come by callback in time."""
+    test.lease_until = None
+    test.accepted_at = now
+    test.result_due_at = now + timedelta(seconds=result_timeout_seconds)
+    return test.status
+
+
+def add_counts(run_id, statuses):
+    """Add terminal test outcomes to the run's live counters (exact: each test ends once)."""
+    fields = {}
+    for status in TERMINAL_TEST_STATUSES:
+        count = sum(1 for item in statuses if item == status)
+        if count:
+            fields[status.value] = F(status.value) + count
+    if fields:
+        Run.objects.filter(pk=run_id).update(**fields)
+
+
+def save_tests(tests):
+    """Write the state of `tests` (changed by the mutators above) and add the terminal ones to
+    their runs' counts. Call inside the transaction that locked them. Returns {run id: [status]}
+    of the tests that ended."""
+    ended = {}
+    # One UPDATE per row by primary key: much cheaper than bulk_update's CASE per field.
+    for test in tests:
+        Test.objects.filter(pk=test.pk).update(**{name: getattr(test, name) for name in STATE_FIELDS})
+        if test.status in TERMINAL_TEST_STATUSES:
+            ended.setdefault(test.run_id, []).append(test.status)
+    for run_id, statuses in ended.items():
+        add_counts(run_id, statuses)
+    return ended
+
+
+def log_lost_attempts(tests, now):
+    """Record the attempt of every test in `tests` whose lease expired while dispatched.
+
+    Such an attempt left no row (its worker died mid-request); without this the attempt
+    log would skip a number. Call inside the transaction that takes the tests back.
+    """
+    lost = tests.filter(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now)
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(test_id=pk, number=attempts, started_at=dispatched_at or now, error=LOST_ATTEMPT_ERROR)
+        for pk, attempts, dispatched_at in lost.values_list("pk", "attempts", "dispatched_at")
+        if attempts
+    )
+
+
+def error_tests(queryset, reason, now, *, limit=None, skip_locked=True):
+    """Error the open tests of `queryset` with `reason` (a string, or a function of the test's
+    id, run id and accepted_at giving each its own). Locks them first (skipping rows another
+    transaction holds unless `skip_locked` is false) and updates only tests still open.
+    Returns the ids of the runs whose tests were errored."""
+    with transaction.atomic():
+        rows = queryset.select_for_update(skip_locked=skip_locked, of=("self",)).values_list("pk", "run_id", "accepted_at")
+        rows = list(rows[:limit] if limit else rows)
+        if not rows:
+            return set()
+        ids = [pk for pk, _, _ in rows]
+        log_lost_attempts(Test.objects.filter(pk__in=ids), now)
+        ending = {**NOTHING_PENDING, "status": TestStatus.ERRORED, "completed_at": now}
+        if callable(reason):
+            tests = [Test(pk=pk, run_id=run_id, error=reason(pk, accepted_at), **ending) for pk, run_id, accepted_at in rows]
+            Test.objects.bulk_update(tests, ["error", *ending], batch_size=500)
+        else:
+            Test.objects.filter(pk__in=ids).update(error=reason, **ending)
+        by_run = {}
+        for _, run_id, _ in rows:
+            by_run.setdefault(run_id, []).append(TestStatus.ERRORED)
+        for run_id, statuses in by_run.items():
+            add_counts(run_id, statuses)
+    return set(by_run)
+
+
+def hand_back(test_ids):
+    """Return claimed tests that were never sent to the queue, as if never claimed: pending,
+    due now, without a lease and without the attempt they did not make."""
+    Test.objects.filter(pk__in=test_ids, status=TestStatus.DISPATCHED, accepted_at__isnull=True).update(
+        status=TestStatus.PENDING, lease_until=None, next_attempt_at=None, dispatched_at=None, attempts=F("attempts") - 1
+    )
