@@ -69,11 +69,9 @@ class ApplicationViewSet(ApiViewSet):
 
     @extend_schema(request=None, responses=PingSerializer)
     def ping(self, request, id):
-        from experiments_app import webhooks
-
         application = self.load(id)
         require_role(request, application.team_id, Role.EDITOR)
-        return Response(PingSerializer(webhooks.ping(application)).data)
+        return Response(PingSerializer(actions.ping_application(application)).data)
 
 
 class ApplicationChildViewSet(ApiViewSet):

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from experiments_app import actions, webhooks
+from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Role
 from webui.access import can, refuse, require_role, team_ids, team_member
@@ -123,7 +123,7 @@ def rotate_secret(request, pk):
 def ping(request, pk):
     application = load_application(request, pk)
     require_role(request, application.team_id)
-    result = webhooks.ping(application)
+    result = actions.ping_application(application)
     if request.htmx:
         return render(request, "webui/application_detail.html#ping-result", {"application": application, "ping": result})
     level = messages.SUCCESS if result["ok"] else messages.ERROR
