@@ -33,7 +33,7 @@ def experiment_test():
     if payload["type"] != "experiment.test":
         return {{"ok": True}}  # the ping of "Send test delivery"
     data = payload["data"]
-    config = data["experiment"]["overrides"].get("{step}", {{}})  # {{"model": ..., "temperature": ...}}
+    config = data["experiment"]["overrides"].get("{step}", {{}})  # this step's parameters
     output = {{"echo": data["task"]["input"], **config}}  # call your model with config here
     return {{"output": output}}
 """

@@ -243,3 +243,9 @@ def test_a_test_delivery_in_the_browser_shows_connected(page, live_server, recei
     receiver.requests[-1].verify(application.webhook_secret)
     page.reload()
     page.wait_for_selector("#connection:has-text('connected ✓')")
+
+
+def test_the_list_links_the_integration_guide_where_an_application_is_added(admin):
+    html = admin.get("/applications/").content.decode()
+    form = html[html.index('id="new-application"') :]
+    assert 'href="/docs/integrating/"' in form
