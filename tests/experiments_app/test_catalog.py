@@ -5,6 +5,7 @@ import pytest
 from experiments_app import actions
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Task
+from tests.engine_fixtures import Reply
 from tests.factories import make_application, make_experiment, make_ready_experiment, make_step, make_task
 
 pytestmark = pytest.mark.django_db
@@ -134,8 +135,6 @@ def test_a_successful_ping_records_when_the_application_was_connected(receiver):
 
 
 def test_a_failed_ping_records_nothing(receiver):
-    from tests.engine_fixtures import Reply
-
     receiver.handler = lambda received, count: Reply(401, {"detail": "bad signature"})
     application = make_application(webhook_url=receiver.url)
     assert actions.ping_application(application)["error"] == "HTTP 401"
