@@ -205,7 +205,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Experiments dashboard API",
     "DESCRIPTION": "Baselines, variants, runs and results for LLM application experiments. "
-    "Authenticate with `Authorization: Bearer <team API token>`.",
+    "Authenticate with `Authorization: Bearer <team API token>`.\n\n"
+    "This page describes the inbound API. What your application under test receives (the signed webhook, "
+    "its payload and `overrides`), how it answers (synchronously or 202 plus a callback to "
+    "`POST /api/v1/tests/{id}/result/`), retries and de-duplication are in the integration guide: "
+    "[Integrating your application](/docs/integrating/) (docs/integrating.md in the repository).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",

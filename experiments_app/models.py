@@ -103,6 +103,9 @@ class Application(models.Model):
     # Only one dispatcher at a time sends to an application, so max_concurrency
     # holds across every worker: it holds this lease while it works.
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)
+    # When a signed ping to the current URL with the current secret last got a 2xx:
+    # the "connected" mark of the application page. A new URL or secret clears it.
+    last_ping_ok_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -118,8 +121,10 @@ class Application(models.Model):
         return self.name
 
     def rotate_secret(self):
+        """A new secret; the application must be configured again, so it is no longer "connected"."""
         self.webhook_secret = new_webhook_secret()
-        self.save(update_fields=["webhook_secret", "updated_at"])
+        self.last_ping_ok_at = None
+        self.save(update_fields=["webhook_secret", "last_ping_ok_at", "updated_at"])
         return self.webhook_secret
 
 

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from webui.views import applications, catalog, experiments, lifecycle, runs, setup, teams, tokens
+from webui.views import applications, catalog, docs, experiments, lifecycle, runs, setup, teams, tokens
 
 app_name = "webui"
 urlpatterns = [
@@ -50,4 +50,7 @@ urlpatterns = [
     path("applications/<uuid:pk>/tasks/", catalog.tasks_tab, name="application-tasks"),
     path("applications/<uuid:pk>/tasks/import/", catalog.tasks_import, name="application-tasks-import"),
     path("applications/<uuid:pk>/tasks/<uuid:task_id>/", catalog.task_edit, name="task-edit"),
+    # the integration guide (docs/integrating.md) and the example files it links
+    path("docs/integrating/", docs.integrating, name="docs-integrating"),
+    path("docs/integrating/examples/<str:name>", docs.integrating_example, name="docs-integrating-example"),
 ]

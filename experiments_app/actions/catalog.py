@@ -3,6 +3,7 @@
 from contextlib import contextmanager
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from experiments_app import overrides, webhooks
 from experiments_app.actions.experiments import delete_experiment
@@ -35,7 +36,7 @@ def is_int(value):
 
 
 def check_webhook_url(url):
-    webhooks.check_webhook_url(url)
+    webhooks.check_webhook_url(url)  # the SSRF guard resolves the host; it lives with delivery
 
 
 def validate_application(data, *, partial=False):
@@ -75,11 +76,31 @@ def create_application(team, data):
 
 
 def update_application(application, data):
+    """Edit an application. A new webhook URL clears its "connected" mark until it is pinged again."""
     clean = validate_application(data, partial=True)
+    if clean.get("webhook_url", application.webhook_url) != application.webhook_url:
+        application.last_ping_ok_at = None
     for field, value in clean.items():
         setattr(application, field, value)
     application.save()
     return application
+
+
+def ping_application(application):
+    """Send one signed `webhook.ping`; a 2xx answer records `last_ping_ok_at` (the application is connected).
+
+    Returns the answer of `webhooks.ping`: {"status_code", "duration_ms", "ok", "error"}; never raises
+    for network trouble.
+    """
+    result = webhooks.ping(application)
+    if result["ok"]:
+        now = timezone.now()
+        # Only if URL and secret are still the ones pinged: a rotation meanwhile must not read as connected.
+        Application.objects.filter(
+            pk=application.pk, webhook_url=application.webhook_url, webhook_secret=application.webhook_secret
+        ).update(last_ping_ok_at=now)
+        application.last_ping_ok_at = now
+    return result
 
 
 def delete_application(application):

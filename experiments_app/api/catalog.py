@@ -5,7 +5,7 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from experiments_app import actions, webhooks
+from experiments_app import actions
 from experiments_app.api.base import ApiViewSet, query, validated
 from experiments_app.models import Application, InferenceStep, Role, Task
 from experiments_app.permissions import acting_team, get_visible, require_role, scoped
@@ -71,7 +71,7 @@ class ApplicationViewSet(ApiViewSet):
     def ping(self, request, id):
         application = self.load(id)
         require_role(request, application.team_id, Role.EDITOR)
-        return Response(PingSerializer(webhooks.ping(application)).data)
+        return Response(PingSerializer(actions.ping_application(application)).data)
 
 
 class ApplicationChildViewSet(ApiViewSet):

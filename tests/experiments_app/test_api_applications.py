@@ -114,6 +114,16 @@ def test_ping_answers_its_status_and_duration(editor, world):
     body = response.json()
     assert body["ok"] is False and body["status_code"] is None and body["error"]
     assert isinstance(body["duration_ms"], float)
+    world.application.refresh_from_db()
+    assert world.application.last_ping_ok_at is None
+
+
+def test_a_successful_ping_marks_the_application_connected(editor, world, receiver):
+    Application.objects.filter(pk=world.application.pk).update(webhook_url=receiver.url)
+    response = editor.post(url("application-ping", id=world.application.pk))
+    assert response.json()["ok"] is True and response.json()["status_code"] == 200
+    world.application.refresh_from_db()
+    assert world.application.last_ping_ok_at is not None
 
 
 # ------------------------------------------------------------------ inference steps

@@ -5,6 +5,7 @@ import pytest
 from experiments_app import actions, runs
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Task
+from tests.engine_fixtures import Reply
 from tests.factories import make_application, make_experiment, make_ready_experiment, make_step, make_task
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +120,51 @@ def test_deleting_a_step_in_an_experiments_scope_is_refused():
     make_experiment(app, steps=[step])
     with pytest.raises(Conflict):
         actions.delete_step(step)
+
+
+# --- the "connected" mark: a successful ping ------------------------------------
+
+
+def test_a_successful_ping_records_when_the_application_was_connected(receiver):
+    application = make_application(webhook_url=receiver.url)
+    answer = actions.ping_application(application)
+    assert answer["ok"] and answer["status_code"] == 200
+    application.refresh_from_db()
+    assert application.last_ping_ok_at is not None
+    receiver.requests[0].verify(application.webhook_secret)
+
+
+def test_a_failed_ping_records_nothing(receiver):
+    receiver.handler = lambda received, count: Reply(401, {"detail": "bad signature"})
+    application = make_application(webhook_url=receiver.url)
+    assert actions.ping_application(application)["error"] == "HTTP 401"
+    application.refresh_from_db()
+    assert application.last_ping_ok_at is None
+
+
+def test_rotating_the_secret_clears_the_connected_mark(receiver):
+    application = make_application(webhook_url=receiver.url)
+    actions.ping_application(application)
+    application.rotate_secret()
+    application.refresh_from_db()
+    assert application.last_ping_ok_at is None
+
+
+def test_a_new_webhook_url_clears_the_connected_mark_and_other_edits_keep_it(receiver):
+    application = make_application(webhook_url=receiver.url)
+    actions.ping_application(application)
+    actions.update_application(application, {"name": "Renamed", "timeout_seconds": 5, "webhook_url": receiver.url})
+    application.refresh_from_db()
+    assert application.last_ping_ok_at is not None
+    actions.update_application(application, {"webhook_url": receiver.url + "/v2"})
+    application.refresh_from_db()
+    assert application.last_ping_ok_at is None
+
+
+def test_a_ping_answered_after_a_rotation_does_not_mark_the_new_secret_connected(receiver):
+    application = make_application(webhook_url=receiver.url)
+    stale = type(application).objects.get(pk=application.pk)
+    application.rotate_secret()  # meanwhile, in another request
+    assert actions.ping_application(stale)["ok"]
+    application.refresh_from_db()
+    assert application.last_ping_ok_at is None

@@ -112,6 +112,8 @@ def test_phone_width_has_no_horizontal_scroll(browser, live_server):
         f"/experiments/{experiment.pk}/",
         f"/runs/{run.pk}/",
         f"/applications/{experiment.application_id}/tasks/",
+        f"/applications/{experiment.application_id}/",
+        "/docs/integrating/",
     ):
         page.goto(live_server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -225,7 +227,7 @@ def test_full_flow_against_the_demo_application(page, live_server, celery_worker
     assert experiment.status == "archived" and experiment.winner.name == "cooler"
 
 
-def test_screenshots_of_the_main_pages(browser, live_server, tmp_path, settings):
+def test_screenshots_of_the_main_pages(browser, live_server, tmp_path, settings, demo_server):
     """Loads the demo (real runs through the engine) and photographs the main pages."""
     from django.core.management import call_command
 
@@ -258,6 +260,14 @@ def test_screenshots_of_the_main_pages(browser, live_server, tmp_path, settings)
         ("application.png", f"/applications/{experiment.application_id}/", None),
         ("tasks.png", f"/applications/{experiment.application_id}/tasks/", None),
     ]
+    # the demo application, served here, connects through the connect panel's test delivery
+    application = experiment.application
+    application.webhook_url = f"http://127.0.0.1:{demo_server.server_address[1]}/webhook"
+    application.save()
+    demo_server.app.fixed_secret = application.webhook_secret
+    page.goto(f"{live_server.url}/applications/{application.pk}/")
+    page.click("#connection button:has-text('Send test delivery')")
+    page.wait_for_selector("#connection:has-text('connected ✓')")
     for name, path, ready in shots:
         page.goto(live_server.url + path)
         if ready:

@@ -2,13 +2,16 @@
 
 from django.contrib import messages
 from django.db.models import Count, Q
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from experiments_app import actions, webhooks
+from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Role
+from webui import connect
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
 
@@ -80,6 +83,9 @@ def detail_context(request, application, form=None):
         "can_edit": can_admin,
         "can_ping": can(request, application.team_id),
         "can_admin": can_admin,
+        "handler": connect.handler_snippet(application, application.inference_steps.values_list("external_id", flat=True)[:1]),
+        "secret_variable": connect.SECRET_VARIABLE,
+        "doc_url": connect.DOC_URL,
     }
 
 
@@ -112,7 +118,17 @@ def rotate_secret(request, pk):
     require_role(request, application.team_id, Role.ADMIN)
     secret = application.rotate_secret()
     if request.htmx:
-        return render(request, "webui/application_detail.html#secret", {"application": application, "secret": secret, "can_admin": True})
+        # The rotation disconnects the application: the connect panel's status is swapped too (out of band).
+        context = {
+            "application": application,
+            "secret": secret,
+            "can_admin": True,
+            "can_ping": True,
+            "secret_variable": connect.SECRET_VARIABLE,
+            "oob": True,
+        }
+        fragments = [render_to_string(f"webui/application_detail.html#{name}", context, request) for name in ("secret", "connection")]
+        return HttpResponse("".join(fragments))
     remember_secret(request, application)
     messages.success(request, "A new secret was generated. The old one no longer verifies.")
     return redirect("webui:application-detail", pk=application.pk)
@@ -123,9 +139,10 @@ def rotate_secret(request, pk):
 def ping(request, pk):
     application = load_application(request, pk)
     require_role(request, application.team_id)
-    result = webhooks.ping(application)
+    result = actions.ping_application(application)
     if request.htmx:
-        return render(request, "webui/application_detail.html#ping-result", {"application": application, "ping": result})
+        context = {"application": application, "ping": result, "can_ping": True}
+        return render(request, "webui/application_detail.html#connection", context)
     level = messages.SUCCESS if result["ok"] else messages.ERROR
     outcome = f"HTTP {result['status_code']}" if result["status_code"] else (result["error"] or "no answer")
     messages.add_message(
