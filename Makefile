@@ -4,7 +4,10 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do $$p -c 'import sys;
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-export PORT
+# Where the dashboard serves, the base of every callbackUrl: computed once here so every
+# process agrees (honcho gives each Procfile process its own PORT).
+PUBLIC_URL ?= http://127.0.0.1:$(PORT)
+export PORT PUBLIC_URL
 
 .PHONY: install migrate run test check demo clean
 
