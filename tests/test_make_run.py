@@ -172,7 +172,7 @@ class MakeRun:
 def product(make_run_env):
     """`make run` up to its login line; stopped with Ctrl-C afterwards (and anything left killed)."""
     run = MakeRun(make_run_env)
-    _, match = run.wait_for_line(LOGIN_LINE, STARTUP_SECONDS)
+    run.login_index, match = run.wait_for_line(LOGIN_LINE, STARTUP_SECONDS)
     run.url, run.password = match.group(1), match.group(2)
     yield run
     if run.process.poll() is None:
@@ -285,3 +285,26 @@ def test_callback_results_reach_the_dashboard_under_make_run(product, callback_a
     assert (run["status"], run["passed"], run["errored"]) == ("succeeded", 3, 0)
     outputs = sorted(test["output"] for test in api.get(f"/runs/{run_id}/tests/").json()["results"])
     assert outputs == ["answer to task-0", "answer to task-1", "answer to task-2"]
+
+
+def test_make_run_prints_the_login_last_and_ctrl_c_stops_every_process(product):
+    # Printed once everything is up: the dashboard answers at once, and while idle (two
+    # sweeps pass) nothing follows the line.
+    assert httpx.get(f"{product.url}/accounts/login/", timeout=5).status_code == 200
+    time.sleep(12)
+    assert product.lines[product.login_index + 1 :] == [], "the login line is not the last one while idle"
+    running = processes_with(product.env["VAR_DIR"])
+    assert len(running) >= 10, running  # make, honcho and its 5 runners, gunicorn, both workers, the demo, ...
+
+    status = product.interrupt(timeout=60)
+
+    assert status is not None, f"make run still runs 60 s after Ctrl-C:\n{product.output[-3000:]}"
+    deadline = time.monotonic() + 10
+    while (left := processes_with(product.env["VAR_DIR"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
+    stopping = product.lines[product.login_index + 1 :]
+    assert [line for line in stopping if re.search(r"ERROR|Traceback|SIGKILL|make: \*\*\*", line)] == [], "\n".join(stopping)
+    # every process ended by itself after honcho's SIGTERM
+    assert "worker.1 stopped (rc=0)" in product.output and "sweeper.1 stopped (rc=0)" in product.output
+    assert "web.1 stopped (rc=0)" in product.output
