@@ -122,7 +122,12 @@ def main():
         os.killpg(process.pid, signal.SIGINT)
         subprocess_output.read()
         process.wait(timeout=60)
-    print(json.dumps({"processes": len(rows), "processes_over_1mb": python_processes, "pss_mb": total, "cores": os.cpu_count()}))
+    rss = round(sum(row["rss_mb"] for row in rows), 1)  # counts shared pages once per process
+    print(
+        json.dumps(
+            {"processes": len(rows), "processes_over_1mb": python_processes, "pss_mb": total, "rss_mb_summed": rss, "cores": os.cpu_count()}
+        )
+    )
 
 
 if __name__ == "__main__":
