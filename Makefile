@@ -1,21 +1,48 @@
-# make run: install into .venv when needed, migrate, load the demo, serve on 127.0.0.1:$(PORT)
-# make test: the whole test suite
+# make run: install the runtime into .venv when needed, migrate, load the demo, serve on 127.0.0.1:$(PORT)
+# make test: add the test tools (and Debian's chromium), then run the whole test suite
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do $$p -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` installs the runtime only, `make test` adds the `test` extra.
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
+# The browser tests drive Debian's chromium from this path.
+CHROMIUM ?= /usr/bin/chromium
 PORT ?= 8000
-export PORT
+DEMO_PORT ?= 8100
+# Where the dashboard serves, the base of every callbackUrl: computed once here so every
+# process agrees (honcho gives each Procfile process its own PORT).
+PUBLIC_URL ?= http://127.0.0.1:$(PORT)
+# honcho sends SIGKILL 5 s after SIGTERM, a constant (nickstenning/honcho#189), while a Celery
+# worker's warm shutdown (finish or hand back its work) takes ~7 s even idle on the filesystem
+# broker: honcho's own command line, given 30 s. Inline, so it imports nothing of the project.
+HONCHO = $(BIN)/python -c 'import sys; from honcho import command, manager; manager.KILL_WAIT = 30; sys.exit(command.main())'
 
-.PHONY: install migrate run test check demo clean
+.PHONY: install install-test chromium chromium-install migrate run test check demo clean
 
-$(BIN)/.installed: pyproject.toml
+$(RUNTIME): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed (python3 not found)"; exit 2; }
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(TESTING): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@touch $@
 
-install: $(BIN)/.installed
+install: $(RUNTIME)
+
+install-test: $(TESTING)
+
+# As root with apt-get, install it; otherwise (or if that fails) stop at once with one line.
+chromium: chromium-install
+	@$(if $(shell test -x $(CHROMIUM) && echo found),,$(error make test: the browser tests need Debian's chromium at $(CHROMIUM); install it with 'sudo apt-get install chromium'))
+
+chromium-install:
+	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || { \
+	  echo "make test: installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || true
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -25,13 +52,22 @@ demo: migrate
 	$(BIN)/python manage.py load_demo
 
 # The demo application listens on loopback, which the SSRF guard refuses unless allowed.
+# The last Procfile process prints the address and the login once everything is up.
+# honcho runs the Procfile. Ctrl-C makes it stop every process and exit 130, the normal way
+# out: the recipe's shell leaves the signal to honcho and exits 0 then, so make adds no
+# "Interrupt" line.
+# The console shows warnings and errors (LOG_LEVEL=INFO shows every task).
+run: export PORT := $(PORT)
+run: export WEB_PORT := $(PORT)
+run: export DEMO_PORT := $(DEMO_PORT)
+run: export PUBLIC_URL := $(PUBLIC_URL)
 run: export WEBHOOK_ALLOWED_HOSTS ?= 127.0.0.1,localhost
 run: export DEMO_PASSWORD ?= demo
+run: export LOG_LEVEL ?= WARNING
 run: demo
-	@echo "Dashboard: http://127.0.0.1:$(PORT)/  (sign in as demo / $$DEMO_PASSWORD)"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile start
+	@trap '' INT; PATH="$(abspath $(BIN)):$$PATH" $(HONCHO) start -f Procfile || [ $$? -eq 130 ]
 
-test: install
+test: chromium install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: install

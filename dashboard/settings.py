@@ -44,8 +44,10 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 # Hosts allowed to resolve to private/loopback/link-local addresses (SSRF guard).
 WEBHOOK_ALLOWED_HOSTS = envlist("WEBHOOK_ALLOWED_HOSTS", "")
-# Absolute base of the callbackUrl sent to applications; empty means "where we serve".
-PUBLIC_URL = envstr("PUBLIC_URL", f"http://127.0.0.1:{envint('PORT', 8000)}").rstrip("/")
+# Absolute base of the callbackUrl sent to applications: where the dashboard serves (SPEC §4).
+# Every process must agree on it, so it never comes from a process's own PORT (honcho gives
+# each Procfile process a different one): `make run` computes it once and exports it.
+PUBLIC_URL = (envstr("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -126,6 +128,12 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # vendor/plotly.min.js from the installed plotly package, never a committed copy
+    "dashboard.staticfiles.PlotlyFinder",
+]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 # WhiteNoise serves static/ from every process (runserver with DEBUG off, gunicorn);
@@ -136,7 +144,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024)
 
 # Celery: the broker is only a wake-up call; the database is the source of truth.
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+# The filesystem transport ignores the host; naming one keeps kombu from warning about it.
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / envstr("CELERY_BROKER_DIR", "broker")
     for _sub in ("out", "processed", "control"):
@@ -148,6 +157,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and envstr("CELERY_BROKER_KEY_PREFIX"):
+    # Several deployments (or a test run beside a developer's) can share one Redis database.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": envstr("CELERY_BROKER_KEY_PREFIX")}
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

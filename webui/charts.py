@@ -1,8 +1,13 @@
-"""Plotly figure dicts for the experiment page, from the results rows of SPEC §8.
+"""Plotly figures for the experiment page, from the results rows of SPEC §8.
 
-Pure functions over plain dicts: the page passes them through `json_script` and one
-init script draws them; templates never compute chart data.
+Built with plotly's Python API, which validates every property, and handed to the page as
+the plain JSON dicts of `to_plotly_json()`: the page passes them through `json_script` and
+one init script draws them with the plotly.min.js of the same plotly package
+(dashboard/staticfiles.py); templates never compute chart data. Only the web process imports
+this module (the first figure loads plotly's validators, about 20 MB).
 """
+
+import plotly.graph_objects as go
 
 from experiments_app.results import significant
 
@@ -27,18 +32,22 @@ def with_results(results):
     return [row for row in rows if row and row.get("pass_rate") is not None]
 
 
-def base_layout(title, y_title):
-    return {
-        "title": {"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left"},
-        "font": FONT,
-        "margin": {"l": 48, "r": 12, "t": 36, "b": 64},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-        "yaxis": {"title": {"text": y_title}, "zeroline": False, "gridcolor": "rgba(128,128,128,0.2)"},
-        "xaxis": {"automargin": True},
-        "showlegend": False,
-        "height": 300,
-    }
+def base_layout(title, y_title, **extra):
+    """The layout both charts share; "none" is plotly's empty template (plotly.js defaults),
+    so the page's own colours and font apply."""
+    return go.Layout(
+        template="none",
+        title={"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left"},
+        font=FONT,
+        margin={"l": 48, "r": 12, "t": 36, "b": 64},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        yaxis={"title": {"text": y_title}, "zeroline": False, "gridcolor": "rgba(128,128,128,0.2)"},
+        xaxis={"automargin": True},
+        showlegend=False,
+        height=300,
+        **extra,
+    )
 
 
 def pass_rate_figure(results):
@@ -48,63 +57,62 @@ def pass_rate_figure(results):
     rates = [round(row["pass_rate"] * 100, 2) for row in rows]
     upper = [round((row["ci_high"] - row["pass_rate"]) * 100, 2) if row.get("ci_high") is not None else 0 for row in rows]
     lower = [round((row["pass_rate"] - row["ci_low"]) * 100, 2) if row.get("ci_low") is not None else 0 for row in rows]
-    layout = base_layout("Pass rate with 95% interval", "pass rate (%)")
-    layout["yaxis"]["range"] = [0, 105]
+    baseline_line = {}
     baseline = results.get("baseline") or {}
     if baseline.get("pass_rate") is not None:
         level = round(baseline["pass_rate"] * 100, 2)
-        layout["shapes"] = [
-            {
-                "type": "line",
-                "xref": "paper",
-                "x0": 0,
-                "x1": 1,
-                "y0": level,
-                "y1": level,
-                "line": {"dash": "dash", "width": 1.5, "color": COLOURS["baseline"]},
-            }
-        ]
-        layout["annotations"] = [
-            {
-                "xref": "paper",
-                "x": 1,
-                "y": level,
-                "xanchor": "right",
-                "yanchor": "bottom",
-                "showarrow": False,
-                "text": f"baseline {level:g}%",
-                "font": {"size": 11, "color": COLOURS["baseline"]},
-            }
-        ]
-    trace = {
-        "type": "bar",
-        "x": names,
-        "y": rates,
-        "marker": {"color": [COLOURS[tone(row)] for row in rows]},
-        "error_y": {"type": "data", "symmetric": False, "array": upper, "arrayminus": lower, "thickness": 1.5, "width": 4},
-        "hovertemplate": "%{x}<br>%{y:.1f}% (95% CI −%{error_y.arrayminus:.1f} / +%{error_y.array:.1f})<extra></extra>",
-    }
-    return {"data": [trace] if rows else [], "layout": layout}
+        baseline_line = {
+            "shapes": [
+                go.layout.Shape(
+                    type="line",
+                    xref="paper",
+                    x0=0,
+                    x1=1,
+                    y0=level,
+                    y1=level,
+                    line={"dash": "dash", "width": 1.5, "color": COLOURS["baseline"]},
+                )
+            ],
+            "annotations": [
+                go.layout.Annotation(
+                    xref="paper",
+                    x=1,
+                    y=level,
+                    xanchor="right",
+                    yanchor="bottom",
+                    showarrow=False,
+                    text=f"baseline {level:g}%",
+                    font={"size": 11, "color": COLOURS["baseline"]},
+                )
+            ],
+        }
+    layout = base_layout("Pass rate with 95% interval", "pass rate (%)", **baseline_line)
+    layout.yaxis.range = [0, 105]
+    bars = go.Bar(
+        x=names,
+        y=rates,
+        marker={"color": [COLOURS[tone(row)] for row in rows]},
+        error_y={"type": "data", "symmetric": False, "array": upper, "arrayminus": lower, "thickness": 1.5, "width": 4},
+        hovertemplate="%{x}<br>%{y:.1f}% (95% CI −%{error_y.arrayminus:.1f} / +%{error_y.array:.1f})<extra></extra>",
+    )
+    return go.Figure(data=[bars] if rows else [], layout=layout).to_plotly_json()
 
 
 def delta_figure(results):
     """Points of the change vs baseline in percentage points; significant ones coloured, others grey."""
     rows = [row for row in with_results(results) if not row.get("is_baseline") and row.get("delta_pp") is not None]
-    layout = base_layout("Δ vs baseline (percentage points)", "Δ pp")
-    layout["shapes"] = [
-        {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0, "line": {"width": 1, "color": COLOURS["noise"]}}
-    ]
-    trace = {
-        "type": "scatter",
-        "mode": "markers",
-        "x": [row["name"] for row in rows],
-        "y": [round(row["delta_pp"], 2) for row in rows],
-        "marker": {
+    zero = go.layout.Shape(type="line", xref="paper", x0=0, x1=1, y0=0, y1=0, line={"width": 1, "color": COLOURS["noise"]})
+    layout = base_layout("Δ vs baseline (percentage points)", "Δ pp", shapes=[zero])
+    points = go.Scatter(
+        mode="markers",
+        x=[row["name"] for row in rows],
+        y=[round(row["delta_pp"], 2) for row in rows],
+        marker={
             "size": [13 if significant(row.get("p_value")) else 9 for row in rows],
             "color": [COLOURS[tone(row)] for row in rows],
             "line": {"width": 1, "color": "rgba(0,0,0,0.3)"},
         },
-        "customdata": [row.get("p_value") for row in rows],
-        "hovertemplate": "%{x}<br>%{y:+.1f} pp · p=%{customdata:.3f}<extra></extra>",
-    }
-    return {"data": [trace] if rows else [], "layout": layout}
+        customdata=[row.get("p_value") for row in rows],
+        hovertemplate="%{x}<br>%{y:+.1f} pp · p=%{customdata:.3f}<extra></extra>",
+    )
+    return go.Figure(data=[points] if rows else [], layout=layout).to_plotly_json()
