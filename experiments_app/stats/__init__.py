@@ -3,17 +3,54 @@
 One module per concept, re-exported here so callers import from `experiments_app.stats`.
 """
 
+from experiments_app.stats.comparison import BOOTSTRAP_BELOW, compare
 from experiments_app.stats.descriptive import is_number, majority_passed, percentile, summarize
-from experiments_app.stats.proportions import EXACT_INTEGER_LIMIT, Z_95, mcnemar_exact, paired_outcomes, wilson_interval
+from experiments_app.stats.distributions import normal_ppf, t_ppf
+from experiments_app.stats.intervals import bootstrap_interval, t_interval
+from experiments_app.stats.permutation import sign_flip_p_value, sign_flip_test
+from experiments_app.stats.power import mde, plan, tasks_needed
+from experiments_app.stats.proportions import (
+    EXACT_INTEGER_LIMIT,
+    Z_95,
+    fisher_one_sided,
+    mcnemar_exact,
+    newcombe_paired_interval,
+    paired_outcomes,
+    wilson_interval,
+)
+from experiments_app.stats.repetitions import baseline_noise, pass_at_k, pass_hat_k, summarize_tasks, task_label, task_summary
+from experiments_app.stats.validity import baseline_drift, flip_rate, split_halves
 
 __all__ = [
+    "BOOTSTRAP_BELOW",
     "EXACT_INTEGER_LIMIT",
     "Z_95",
+    "baseline_drift",
+    "baseline_noise",
+    "bootstrap_interval",
+    "compare",
+    "fisher_one_sided",
+    "flip_rate",
     "is_number",
     "majority_passed",
     "mcnemar_exact",
+    "mde",
+    "newcombe_paired_interval",
+    "normal_ppf",
     "paired_outcomes",
+    "pass_at_k",
+    "pass_hat_k",
     "percentile",
+    "plan",
+    "sign_flip_p_value",
+    "sign_flip_test",
+    "split_halves",
     "summarize",
+    "summarize_tasks",
+    "t_interval",
+    "t_ppf",
+    "task_label",
+    "task_summary",
+    "tasks_needed",
     "wilson_interval",
 ]

@@ -22,6 +22,8 @@ import random
 from collections import Counter
 from fractions import Fraction
 
+from experiments_app.stats.proportions import EXACT_INTEGER_LIMIT, mcnemar_exact
+
 EXACT_BUDGET = 1_000_000
 MONTE_CARLO_PERMUTATIONS = 10_000
 SEED = 20_240_901
@@ -52,6 +54,11 @@ def sign_flip_test(magnitudes, observed, *, permutations=MONTE_CARLO_PERMUTATION
         raise ValueError("the observed sum is not a signed sum of the magnitudes")
     classes = [(magnitude // divisor, count) for magnitude, count in classes]
     observed = abs(observed) // divisor
+    if len(classes) == 1:
+        # One magnitude: S = a·(2X − m) with X ~ Binomial(m, 1/2), the exact McNemar tail.
+        count = classes[0][1]
+        below = (count - observed // classes[0][0]) // 2
+        return {"p_value": mcnemar_exact(below, count - below), "method": "exact", "permutations": None}
     if _convolution_cost(classes) <= exact_budget:
         return {"p_value": _exact(classes, observed), "method": "exact", "permutations": None}
     return {"p_value": _monte_carlo(classes, observed, permutations, seed), "method": "monte_carlo", "permutations": permutations}
@@ -66,9 +73,12 @@ def _convolution_cost(classes):
 
 
 def _binomial_half_pmf(count):
-    denominator = 2**count
-    # Big integer over big integer: Python rounds the quotient correctly.
-    return [math.comb(count, x) / denominator for x in range(count + 1)]
+    if count <= EXACT_INTEGER_LIMIT:
+        denominator = 2**count
+        # Big integer over big integer: Python rounds the quotient correctly.
+        return [math.comb(count, x) / denominator for x in range(count + 1)]
+    log_top, log_half = math.lgamma(count + 1), count * math.log(2)
+    return [math.exp(log_top - math.lgamma(x + 1) - math.lgamma(count - x + 1) - log_half) for x in range(count + 1)]
 
 
 def _exact(classes, observed):
