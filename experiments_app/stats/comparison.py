@@ -22,7 +22,7 @@ from experiments_app.stats.permutation import sign_flip_test
 from experiments_app.stats.power import mde, tasks_needed
 from experiments_app.stats.proportions import fisher_one_sided, mcnemar_exact, newcombe_paired_interval
 from experiments_app.stats.repetitions import run_pass_at_k, task_label, within_variance
-from experiments_app.stats.validity import error_rate_mismatch, identical_repetitions
+from experiments_app.stats.validity import error_rate_mismatch, flip_rate, identical_repetitions, split_halves
 
 # Below this many tasks the t-interval's normal approximation of a mean of bounded,
 # often skewed d_i is least trustworthy; the bootstrap keeps the skew (STATISTICS.md).
@@ -176,3 +176,29 @@ def _paired(variant, baseline, common, counts, alpha, k, warnings):
     if mismatch:
         warnings.append(mismatch)
     return out
+
+
+SPLIT_HALF_FIELDS = ("common", "delta_pp", "delta_ci_low", "delta_ci_high", "p_value", "test", "b", "c")
+
+
+def split_half(outcomes, *, alpha=0.05):
+    """The baseline against itself, for free: repetitions 1..⌊k/2⌋ against the next ⌊k/2⌋
+    (see `validity.split_halves`), from per-repetition outcomes {task_id: [passed of repetition
+    1, 2, …]}. An A/A comparison: its p-value is uniform and its Δ near 0 when the
+    repetitions are independent. None below two repetitions."""
+    first, second = split_halves(outcomes)
+    if not first:
+        return None
+    result = compare(second, first, alpha=alpha)
+    return {**{field: result[field] for field in SPLIT_HALF_FIELDS}, "flip_rate": flip_rate(second, first)}
+
+
+def noise_floor(control, baseline, baseline_outcomes=None, *, alpha=0.05):
+    """The control variant's noise floor: {"flip_rate" (share of common tasks whose majority
+    outcome differs between the control and the baseline), "split_half" (see `split_half`, or
+    None without per-repetition outcomes or repetitions)}. The control's Δ and p-value come
+    from `compare(control, baseline)` like any variant's."""
+    return {
+        "flip_rate": flip_rate(control, baseline),
+        "split_half": split_half(baseline_outcomes, alpha=alpha) if baseline_outcomes else None,
+    }
