@@ -8,8 +8,10 @@ unit, never the repetition.
   p-value exact McNemar, improved/regressed are fail→pass / pass→fail.
 - Otherwise (repetitions, or a mix of repetition counts): the p-value is the paired
   sign-flip permutation test on the d_i, the interval a t-interval on the d_i with n − 1
-  degrees of freedom, or below BOOTSTRAP_BELOW tasks the expanded percentile bootstrap
-  over tasks. A task is improved (regressed) only when its own repetitions separate the
+  degrees of freedom; below BOOTSTRAP_BELOW tasks, the hull of that t-interval and the
+  expanded percentile bootstrap over tasks (never narrower than either: the simulations
+  in STATISTICS.md show the bootstrap alone under-covers at 10-20 tasks, and the hull
+  guards the t-interval against skew it cannot see). A task is improved (regressed) only when its own repetitions separate the
   two runs: d_i > 0 (< 0) and the one-sided Fisher exact test of its passes, variant vs
   baseline, gives p ≤ alpha. A task that ran once on both sides falls back to fail→pass.
 """
@@ -24,8 +26,8 @@ from experiments_app.stats.proportions import fisher_one_sided, mcnemar_exact, n
 from experiments_app.stats.repetitions import run_pass_at_k, task_label, within_variance
 from experiments_app.stats.validity import error_rate_mismatch, flip_rate, identical_repetitions, split_halves
 
-# Below this many tasks the t-interval's normal approximation of a mean of bounded,
-# often skewed d_i is least trustworthy; the bootstrap keeps the skew (STATISTICS.md).
+# Below this many tasks the t-interval's normal approximation of a mean of bounded, often
+# skewed d_i is least trustworthy, so the bootstrap's interval is joined to it (STATISTICS.md).
 BOOTSTRAP_BELOW = 30
 
 
@@ -150,8 +152,13 @@ def _paired(variant, baseline, common, counts, alpha, k, warnings):
                 (variant[task]["passed"] * scales[variant[task]["n"]] - baseline[task]["passed"] * scales[baseline[task]["n"]]) / lattice
                 for task in common
             ]
-            low, high = bootstrap_interval(values, alpha)
-            ci_method = "bootstrap"
+            t_low, t_high = t_interval(delta, var_d, n, alpha)
+            boot_low, boot_high = bootstrap_interval(values, alpha)
+            if t_low is None:
+                low, high = boot_low, boot_high
+            else:
+                low, high = min(t_low, boot_low), max(t_high, boot_high)
+            ci_method = "t+bootstrap"
         discordance = None
         out["mde_pp"] = _pp(mde(n, k=k, var_d=var_d, alpha=alpha)) if var_d is not None else None
         tasks_for_delta = tasks_needed(delta, k=k, var_d=var_d, alpha=alpha) if var_d is not None else None

@@ -68,13 +68,15 @@ def test_repetitions_use_the_sign_flip_test_and_a_t_interval_on_task_differences
     assert result["se"] == pytest.approx(differences.std(ddof=1) / math.sqrt(40), rel=1e-9)
 
 
-def test_few_tasks_get_the_bootstrap_interval():
+def test_few_tasks_get_the_hull_of_the_t_and_bootstrap_intervals():
     variant, baseline = _runs(3, 12, 5, shift=0.1)
     result = stats.compare(variant, baseline)
-    assert result["ci_method"] == "bootstrap"
-    assert (result["delta_ci_low"], result["delta_ci_high"]) == tuple(
-        100 * bound for bound in intervals.bootstrap_interval([float(d) for d in _differences(variant, baseline)])
-    )
+    differences = [float(d) for d in _differences(variant, baseline)]
+    boot_low, boot_high = intervals.bootstrap_interval(differences)
+    t = scipy_stats.ttest_1samp(differences, 0).confidence_interval(0.95)
+    assert result["ci_method"] == "t+bootstrap"
+    assert result["delta_ci_low"] == pytest.approx(100 * min(boot_low, t.low), rel=1e-9)
+    assert result["delta_ci_high"] == pytest.approx(100 * max(boot_high, t.high), rel=1e-9)
 
 
 def test_variance_split_matches_its_definition():
