@@ -1,18 +1,16 @@
-"""Statistics of SPEC §7 as pure functions over plain numbers: no Django, no numpy.
+"""Single and paired proportions: the Wilson interval, exact McNemar, one run's pairing with another.
 
 Exact integer arithmetic where it is cheap (McNemar), so the answers do not depend
 on a numeric library's version.
 """
 
+import functools
 import math
+
+from experiments_app.stats.distributions import normal_ppf
 
 # Two-sided 95%: the 0.975 quantile of the standard normal distribution.
 Z_95 = 1.959963984540054
-
-
-def is_number(value):
-    """A finite JSON number (true/false are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def wilson_interval(successes, n, z=Z_95):
@@ -70,47 +68,6 @@ def _mcnemar_tail(n, k):
     return min(1.0, 2 * math.exp(log_top) * total)
 
 
-def percentile(sorted_values, q):
-    """The q-th percentile (q from 0 to 100) of already sorted values, interpolated
-    linearly between closest ranks like numpy's default; None when empty."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be within 0..100, got {q}")
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    position = (n - 1) * q / 100
-    lower = math.floor(position)
-    upper = min(lower + 1, n - 1)
-    fraction = position - lower
-    low_value, high_value = float(sorted_values[lower]), float(sorted_values[upper])
-    if fraction == 0 or low_value == high_value:
-        return low_value
-    return low_value + (high_value - low_value) * fraction
-
-
-def summarize(values):
-    """{count, mean, median, p95, min, max, sum} of numbers; None for all but count when empty."""
-    ordered = sorted(float(value) for value in values)
-    if not ordered:
-        return {"count": 0, "mean": None, "median": None, "p95": None, "min": None, "max": None, "sum": None}
-    total = math.fsum(ordered)
-    return {
-        "count": len(ordered),
-        "mean": total / len(ordered),
-        "median": percentile(ordered, 50),
-        "p95": percentile(ordered, 95),
-        "min": ordered[0],
-        "max": ordered[-1],
-        "sum": total,
-    }
-
-
-def majority_passed(passes):
-    """Whether most repetitions passed; a tie (and no repetition at all) is not passed."""
-    passes = list(passes)
-    return 2 * sum(1 for passed in passes if passed) > len(passes)
-
-
 def paired_outcomes(new, old):
     """Pair two runs' per-task outcomes ({task_id: passed}) over their common tasks.
 
@@ -131,3 +88,49 @@ def paired_outcomes(new, old):
         "c": len(regressed),
         "p_value": mcnemar_exact(len(improved), len(regressed)) if common else None,
     }
+
+
+def newcombe_paired_interval(both, first_only, second_only, neither, alpha=0.05):
+    """(low, high) interval of p1 − p2 for paired binary outcomes, Newcombe (1998) method 10.
+
+    Newcombe, "Improved confidence intervals for the difference between binomial
+    proportions based on paired data", Statistics in Medicine 17:2635-2650: the Wilson
+    limits of each marginal rate combined by square-and-add, corrected by the phi
+    correlation of the 2×2 table (with its continuity correction when positive).
+    Cells: both pass, only the first passes, only the second passes, neither.
+    """
+    cells = (both, first_only, second_only, neither)
+    if min(cells) < 0:
+        raise ValueError(f"cell counts cannot be negative, got {cells}")
+    n = sum(cells)
+    if n == 0:
+        return (None, None)
+    z = normal_ppf(1 - alpha / 2)
+    first, second = both + first_only, both + second_only
+    p1, p2 = first / n, second / n
+    l1, u1 = wilson_interval(first, n, z)
+    l2, u2 = wilson_interval(second, n, z)
+    product = first * (n - first) * second * (n - second)
+    numerator = both * neither - first_only * second_only
+    if numerator > 0:
+        numerator = max(numerator - n / 2, 0.0)
+    phi = numerator / math.sqrt(product) if product > 0 else 0.0
+    theta = p1 - p2
+    below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return (max(-1.0, theta - below), min(1.0, theta + above))
+
+
+@functools.lru_cache(maxsize=4096)
+def fisher_one_sided(passed_a, n_a, passed_b, n_b, greater=True):
+    """One-sided Fisher exact p-value that group a passes more (greater) or less often than b.
+
+    Conditional on the total passes, a's passes are hypergeometric; the p-value is the
+    tail at or beyond the observed count. Exact integers: the tables are tiny (repetitions).
+    """
+    total = passed_a + passed_b
+    size = n_a + n_b
+    denominator = math.comb(size, n_a)
+    low, high = max(0, total - n_b), min(total, n_a)
+    values = range(passed_a, high + 1) if greater else range(low, passed_a + 1)
+    return sum(math.comb(total, x) * math.comb(size - total, n_a - x) for x in values) / denominator

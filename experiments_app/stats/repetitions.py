@@ -1,0 +1,110 @@
+"""Per-task summaries of repeated tests: labels, pass@k and pass^k, the noise of one run.
+
+A task summary is a plain dict {"passed": int, "n": int, "errored": int, "identical": bool}:
+n repetitions ran (skipped ones are left out), `passed` of them passed, `errored` of them
+errored (errored counts as not passed), and `identical` says every repetition returned
+byte-identical output (only meaningful for n ≥ 2).
+"""
+
+import math
+
+STABLE_PASS, STABLE_FAIL, FLAKY = "stable_pass", "stable_fail", "flaky"
+
+
+def task_summary(passed, n, errored=0, identical=False):
+    if not 0 <= passed <= n or not 0 <= errored <= n - passed:
+        raise ValueError(f"a task cannot have {passed} passed and {errored} errored of {n} repetitions")
+    return {"passed": passed, "n": n, "errored": errored, "identical": bool(identical) and n >= 2}
+
+
+def summarize_tasks(rows):
+    """Per-task summaries and per-repetition outcomes from one run's tests.
+
+    rows: iterable of (task_id, repetition, status_passed: bool, errored: bool, output_digest or None),
+    one per test that ran (not skipped). Returns (summaries {task_id: summary},
+    outcomes {task_id: [passed of repetition 1, 2, …]}), the second being what the
+    split-half A/A comparison needs.
+    """
+    collected = {}
+    for task_id, repetition, passed, errored, digest in rows:
+        collected.setdefault(task_id, []).append((repetition, bool(passed), bool(errored), digest))
+    summaries, outcomes = {}, {}
+    for task_id, tests in collected.items():
+        tests.sort(key=lambda test: test[0])
+        digests = {test[3] for test in tests}
+        identical = len(tests) >= 2 and len(digests) == 1 and None not in digests
+        passed = sum(1 for test in tests if test[1])
+        errored = sum(1 for test in tests if test[2] and not test[1])
+        summaries[task_id] = task_summary(passed, len(tests), errored, identical)
+        outcomes[task_id] = [test[1] for test in tests]
+    return summaries, outcomes
+
+
+def task_label(summary):
+    """stable_pass (every repetition passed), stable_fail (none did) or flaky (some did); None without a test."""
+    passed, n = summary["passed"], summary["n"]
+    if n == 0:
+        return None
+    return STABLE_PASS if passed == n else STABLE_FAIL if passed == 0 else FLAKY
+
+
+def pass_at_k(passed, n, k):
+    """Unbiased estimate of P(at least one of k repetitions passes) from `passed` of n (Chen et al. 2021)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 1 ≤ k ≤ n, got k={k}, n={n}")
+    return 1.0 - math.comb(n - passed, k) / math.comb(n, k)
+
+
+def pass_hat_k(passed, n, k):
+    """Unbiased estimate of P(all k repetitions pass) from `passed` of n: C(passed, k) / C(n, k)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"pass^k needs 1 ≤ k ≤ n, got k={k}, n={n}")
+    return math.comb(passed, k) / math.comb(n, k)
+
+
+def run_pass_at_k(summaries, k):
+    """(pass@k, pass^k) averaged over the tasks with at least k repetitions; (None, None) at k < 2 or without such a task."""
+    if k < 2:
+        return (None, None)
+    cache, at_sum, hat_sum, count = {}, 0.0, 0.0, 0
+    for summary in summaries:
+        passed, n = summary["passed"], summary["n"]
+        if n < k:
+            continue
+        key = (passed, n)
+        if key not in cache:
+            cache[key] = (pass_at_k(passed, n, k), pass_hat_k(passed, n, k))
+        at, hat = cache[key]
+        at_sum += at
+        hat_sum += hat
+        count += 1
+    return (at_sum / count, hat_sum / count) if count else (None, None)
+
+
+def within_variance(passed, n):
+    """Unbiased per-repetition variance of a task's outcomes: p̂(1 − p̂) · n/(n − 1); None below n = 2."""
+    if n < 2:
+        return None
+    return passed * (n - passed) / (n * (n - 1))
+
+
+def baseline_noise(summaries):
+    """The noise of one run with repetitions, for the planner: {"tasks", "k", "pass_rate",
+    "between_var" (spread of the tasks' true pass rates, method of moments), "within_var"
+    (mean per-repetition variance within a task)}; the variances are None without repetitions."""
+    summaries = [summary for summary in summaries.values() if summary["n"] > 0]
+    if not summaries:
+        return {"tasks": 0, "k": None, "pass_rate": None, "between_var": None, "within_var": None}
+    rates = [summary["passed"] / summary["n"] for summary in summaries]
+    tasks = len(summaries)
+    mean_rate = math.fsum(rates) / tasks
+    k = max(summary["n"] for summary in summaries)
+    repeated = [summary for summary in summaries if summary["n"] >= 2]
+    result = {"tasks": tasks, "k": k, "pass_rate": mean_rate, "between_var": None, "within_var": None}
+    if not repeated or tasks < 2:
+        return result
+    within = math.fsum(within_variance(summary["passed"], summary["n"]) for summary in repeated) / len(repeated)
+    spread = math.fsum((rate - mean_rate) ** 2 for rate in rates) / (tasks - 1)
+    noise_of_rates = math.fsum(within_variance(s["passed"], s["n"]) / s["n"] for s in repeated) / len(repeated)
+    result.update(between_var=max(0.0, spread - noise_of_rates), within_var=within)
+    return result
