@@ -162,7 +162,10 @@ CELERY_TIMEZONE = "UTC"
 # never waits behind busy dispatchers. A plain `celery worker` consumes both.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("sweep"))
-CELERY_TASK_ROUTES = {"experiments_app.tasks.sweep_tests": {"queue": "sweep"}}
+CELERY_TASK_ROUTES = {
+    "experiments_app.tasks.sweep_tests": {"queue": "sweep"},
+    "experiments_app.tasks.sweep_event_deliveries": {"queue": "sweep"},
+}
 # How often the sweeper re-dispatches expired leases and errors silent tests (seconds).
 SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 5)
 # Delivery policy (SPEC §4): at least 4 attempts, first retry within 5 s, doubling to 60 s.
@@ -178,10 +181,25 @@ DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
 # that (the worker died mid-request) the sweeper hands it to another dispatcher.
 DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECONDS", 15.0)
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
+# Event endpoints (SPEC §4): each attempt's timeout; an endpoint is disabled after this many
+# deliveries in a row were given up on, or after failing this many days without a success.
+EVENT_TIMEOUT_SECONDS = envfloat("EVENT_TIMEOUT_SECONDS", 10.0)
+EVENT_DISABLE_AFTER_FAILURES = envint("EVENT_DISABLE_AFTER_FAILURES", 100)
+EVENT_DISABLE_AFTER_DAYS = envfloat("EVENT_DISABLE_AFTER_DAYS", 5.0)
+# runs/{id}/?wait=N: at most this many requests per web process wait at once (each holds a
+# thread); the others answer at once with the run as it is. The wait polls the run this often.
+LONG_POLL_MAX_WAITERS = envint("LONG_POLL_MAX_WAITERS", 16)
+LONG_POLL_INTERVAL_SECONDS = envfloat("LONG_POLL_INTERVAL_SECONDS", 0.25)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {
         "task": "experiments_app.tasks.sweep_tests",
+        "schedule": float(SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": float(SWEEP_INTERVAL_SECONDS * 3)},
+    },
+    # Event deliveries whose wake-up was lost (a broker restart, a dead worker) or fell due.
+    "sweep-event-deliveries": {
+        "task": "experiments_app.tasks.sweep_event_deliveries",
         "schedule": float(SWEEP_INTERVAL_SECONDS),
         "options": {"expires": float(SWEEP_INTERVAL_SECONDS * 3)},
     },

@@ -7,6 +7,10 @@ from experiments_app.models import (
     ApiToken,
     Application,
     DeliveryAttempt,
+    EventAttempt,
+    EventDelivery,
+    EventEndpoint,
+    EventType,
     Experiment,
     InferenceStep,
     Role,
@@ -436,3 +440,85 @@ class TokenWithSecretSerializer(TokenSerializer):
 class TokenInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     role = serializers.ChoiceField(choices=Role.choices, required=False, help_text="Defaults to editor.")
+
+
+# ---------------------------------------------------------------- event endpoints (SPEC §4, §8)
+
+
+class EventEndpointSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices))
+    enabled = serializers.BooleanField(source="is_enabled", read_only=True)
+
+    class Meta:
+        model = EventEndpoint
+        fields = [
+            "id",
+            "team",
+            "application",
+            "url",
+            "events",
+            "description",
+            "enabled",
+            "disabled_at",
+            "disabled_reason",
+            "failed_deliveries",
+            "failing_since",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class EventEndpointWithSecretSerializer(EventEndpointSerializer):
+    class Meta(EventEndpointSerializer.Meta):
+        fields = [*EventEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class EventEndpointInputSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=2000, help_text="An http(s) URL; the SSRF rules of an application's webhook_url apply.")
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices), min_length=1, max_length=len(EventType.values))
+    application = serializers.UUIDField(required=False, allow_null=True, help_text="Null (default): every application of the team.")
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+
+class EventEndpointUpdateSerializer(EventEndpointInputSerializer):
+    enabled = serializers.BooleanField(required=False, help_text="true re-enables a disabled endpoint; false disables it.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class EventAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EventAttempt
+        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at"]
+        read_only_fields = fields
+
+
+class EventDeliverySerializer(serializers.ModelSerializer):
+    event = serializers.UUIDField(source="event_id")
+    type = serializers.ChoiceField(source="event.type", choices=EventType.choices)
+    webhook_id = serializers.CharField(source="event.webhook_id")
+    payload = serializers.DictField(source="event.payload", child=AnyJSONField())
+    attempt_log = EventAttemptSerializer(many=True)
+
+    class Meta:
+        model = EventDelivery
+        fields = [
+            "id",
+            "endpoint",
+            "event",
+            "type",
+            "webhook_id",
+            "status",
+            "manual",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+            "completed_at",
+            "payload",
+            "attempt_log",
+        ]
+        read_only_fields = fields

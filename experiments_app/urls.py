@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from experiments_app.api.catalog import ApplicationViewSet, StepViewSet, TaskViewSet
+from experiments_app.api.events import EventEndpointViewSet
 from experiments_app.api.experiments import ExperimentRunViewSet, ExperimentViewSet, VariantViewSet
 from experiments_app.api.runs import ResultViewSet, RunViewSet, TestViewSet
 from experiments_app.api.tokens import TokenViewSet
@@ -64,6 +65,21 @@ urlpatterns = [
     route("runs/<uuid:new>/compare/<uuid:old>/", RunViewSet, {"get": "compare"}, "run-compare"),
     route("tests/<uuid:id>/", TestViewSet, {"get": "retrieve"}, "test-detail"),
     route("tests/<uuid:id>/result/", ResultViewSet, {"post": "create"}, "test-result"),
+    route("event-endpoints/", EventEndpointViewSet, {"get": "list", "post": "create"}, "event-endpoint-list"),
+    route(
+        "event-endpoints/<uuid:id>/",
+        EventEndpointViewSet,
+        {"get": "retrieve", "patch": "partial_update", "delete": "destroy"},
+        "event-endpoint-detail",
+    ),
+    route("event-endpoints/<uuid:id>/rotate-secret/", EventEndpointViewSet, {"post": "rotate_secret"}, "event-endpoint-rotate-secret"),
+    route("event-endpoints/<uuid:id>/deliveries/", EventEndpointViewSet, {"get": "deliveries"}, "event-endpoint-deliveries"),
+    route(
+        "event-endpoints/<uuid:id>/deliveries/<uuid:delivery_id>/redeliver/",
+        EventEndpointViewSet,
+        {"post": "redeliver"},
+        "event-delivery-redeliver",
+    ),
     # Not in SPEC §8: an addition for admins managing their team's tokens.
     route("tokens/", TokenViewSet, {"get": "list", "post": "create"}, "token-list"),
     route("tokens/<uuid:id>/", TokenViewSet, {"get": "retrieve", "delete": "destroy"}, "token-detail"),
