@@ -275,6 +275,7 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "completed_at",
             "created_at",
+            "webhook_url",
         ]
         read_only_fields = fields
 
@@ -326,6 +327,21 @@ class TestSerializer(serializers.ModelSerializer):
 
     def get_callback_url(self, test) -> str:
         return webhooks.callback_url(test.pk)
+
+
+class RunWaitQuerySerializer(serializers.Serializer):
+    wait = serializers.IntegerField(
+        min_value=1, max_value=60, required=False, help_text="Long poll: wait up to this many seconds for the run to end."
+    )
+
+
+class VariantRunSerializer(serializers.Serializer):
+    webhook_url = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Send this run's tests here instead of the application's webhook_url (e.g. a preview deployment); same SSRF rules.",
+    )
 
 
 class TestQuerySerializer(serializers.Serializer):
@@ -522,3 +538,40 @@ class EventDeliverySerializer(serializers.ModelSerializer):
             "attempt_log",
         ]
         read_only_fields = fields
+
+
+# ---------------------------------------------------------------- gate and report (SPEC §8)
+
+
+class GateQuerySerializer(serializers.Serializer):
+    variant = serializers.UUIDField(help_text="The variant to judge.")
+    max_regression_pp = serializers.FloatField(
+        min_value=0, max_value=100, required=False, default=0.0, help_text="Tolerated drop in percentage points (default 0)."
+    )
+    alpha = serializers.FloatField(
+        min_value=0.001, max_value=0.2, required=False, help_text="Significance level; default the experiment's."
+    )
+
+
+class VerdictSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["better", "worse", "no_difference", "inconclusive", "pending"])
+    text = serializers.CharField()
+
+
+class GateSerializer(serializers.Serializer):
+    # `pass` is a Python keyword: the field is declared below under its JSON name.
+    reason = serializers.CharField()
+    verdict = VerdictSerializer()
+    variant = serializers.UUIDField()
+    run = serializers.UUIDField(allow_null=True, help_text="The run judged: the variant's latest succeeded-or-failed run.")
+    result = ResultSerializer(help_text="The variant's results row (R of SPEC §8).")
+
+
+GateSerializer._declared_fields = {
+    "pass": serializers.BooleanField(help_text="Whether the gate passes."),
+    **GateSerializer._declared_fields,
+}
+
+
+class ReportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["json", "md", "csv"], required=False, default="json")

@@ -52,6 +52,8 @@ urlpatterns = [
     route("experiments/<uuid:id>/baseline/", ExperimentViewSet, {"get": "baseline", "put": "baseline"}, "experiment-baseline"),
     route("experiments/<uuid:id>/run-baseline/", ExperimentViewSet, {"post": "run_baseline"}, "experiment-run-baseline"),
     route("experiments/<uuid:id>/results/", ExperimentViewSet, {"get": "results"}, "experiment-results"),
+    route("experiments/<uuid:id>/gate/", ExperimentViewSet, {"get": "gate"}, "experiment-gate"),
+    route("experiments/<uuid:id>/report/", ExperimentViewSet, {"get": "report"}, "experiment-report"),
     route("experiments/<uuid:id>/runs/", ExperimentRunViewSet, {"get": "list"}, "experiment-runs"),
     route("experiments/<uuid:id>/reopen/", ExperimentViewSet, {"post": "reopen"}, "experiment-reopen"),
     route("experiments/<uuid:id>/complete/", ExperimentViewSet, {"post": "complete"}, "experiment-complete"),
