@@ -225,16 +225,33 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Baselines, variants, runs and results for LLM application experiments. "
     "Authenticate with `Authorization: Bearer <team API token>`.",
     "VERSION": "1.0.0",
+    # 3.1: nullable references (`change: null`) are `oneOf [ref, null]`, valid under strict validators,
+    # and the outbound payloads can be described in `webhooks`.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "experiments_app.api.webhook_docs.simplify_nullable_any",
+    ],
+    # What the product sends out: test deliveries, pings and events (OpenAPI 3.1 `webhooks`).
+    "WEBHOOKS": [
+        "experiments_app.api.webhook_docs.test_delivery",
+        "experiments_app.api.webhook_docs.ping",
+        "experiments_app.api.webhook_docs.event",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ExperimentStatusEnum": "experiments_app.states.State",
         "RunStatusEnum": "experiments_app.models.RunStatus",
         "TestStatusEnum": "experiments_app.models.TestStatus",
+        "RoleEnum": "experiments_app.models.Role",
+        "EventTypeEnum": "experiments_app.models.EventType",
+        "DeliveryStatusEnum": "experiments_app.models.DeliveryStatus",
+        "ParameterEnum": "experiments_app.overrides.PARAMETER_NAMES",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {

@@ -1,8 +1,10 @@
 """API shapes (SPEC §8). Input serializers check the shape only; the rules live in the actions."""
 
+import uuid
+
 from rest_framework import serializers
 
-from experiments_app import webhooks
+from experiments_app import overrides, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
@@ -22,6 +24,7 @@ from experiments_app.models import (
     Variant,
 )
 from experiments_app.overrides import PARAMETERS
+from experiments_app.schema_fields import ConfigField, EvaluatorField, StepConfigField
 from experiments_app.states import State
 
 
@@ -84,17 +87,23 @@ class PingSerializer(serializers.Serializer):
 
 
 class StepSerializer(serializers.ModelSerializer):
+    config = StepConfigField(child=AnyJSONField())
+    unvalidated = serializers.SerializerMethodField(help_text="Config keys passed through without a check (not a known parameter).")
+
     class Meta:
         model = InferenceStep
-        fields = ["id", "application", "external_id", "name", "description", "config", "created_at"]
+        fields = ["id", "application", "external_id", "name", "description", "config", "unvalidated", "created_at"]
         read_only_fields = fields
+
+    def get_unvalidated(self, step) -> list[str]:
+        return overrides.unvalidated_keys(step.config, nested=False)
 
 
 class StepInputSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=200)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
-    config = serializers.DictField(
+    config = StepConfigField(
         child=AnyJSONField(), required=False, help_text='Production parameters, e.g. {"model": "gpt-4o-mini", "temperature": 0.7}.'
     )
 
@@ -126,8 +135,8 @@ class CreatedCountSerializer(serializers.Serializer):
 class ExperimentSerializer(serializers.ModelSerializer):
     inference_steps = serializers.SerializerMethodField()
     tasks = serializers.SerializerMethodField()
-    evaluators = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
-    baseline = serializers.SerializerMethodField()
+    evaluators = serializers.ListField(child=EvaluatorField(child=AnyJSONField()))
+    baseline = serializers.SerializerMethodField(help_text="The baseline variant's id.")
 
     class Meta:
         model = Experiment
@@ -153,10 +162,10 @@ class ExperimentSerializer(serializers.ModelSerializer):
     def get_inference_steps(self, experiment) -> list[str]:
         return [step.external_id for step in experiment.inference_steps.all()]
 
-    def get_tasks(self, experiment) -> list[str]:
+    def get_tasks(self, experiment) -> list[uuid.UUID]:
         return [str(task.pk) for task in experiment.tasks.all()]
 
-    def get_baseline(self, experiment) -> str | None:
+    def get_baseline(self, experiment) -> uuid.UUID | None:
         baseline_id = getattr(experiment, "baseline_id", None)
         if baseline_id is None:
             baseline_id = experiment.variants.filter(parent__isnull=True).values_list("pk", flat=True).first()
@@ -169,25 +178,12 @@ class ExperimentCreateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
 
 
-class EvaluatorSerializer(serializers.Serializer):
-    """Documentation of an evaluator; the API keeps every key it is given."""
-
-    type = serializers.ChoiceField(choices=["reported", "exact_match", "contains", "regex", "json_subset", "metric_threshold"])
-    name = serializers.CharField(required=False)
-    field = serializers.CharField(required=False)
-    value = serializers.CharField(required=False)
-    pattern = serializers.CharField(required=False)
-    metric = serializers.CharField(required=False)
-    min = serializers.FloatField(required=False)
-    max = serializers.FloatField(required=False)
-
-
 class ExperimentUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
     inference_steps = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="Step external ids.")
     tasks = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100_000, help_text="Task ids.")
-    evaluators = serializers.ListField(child=serializers.DictField(child=AnyJSONField()), required=False, max_length=100)
+    evaluators = serializers.ListField(child=EvaluatorField(child=AnyJSONField()), required=False, max_length=100)
     repetitions = serializers.IntegerField(min_value=1, max_value=20, required=False)
     max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
 
@@ -195,7 +191,11 @@ class ExperimentUpdateSerializer(serializers.Serializer):
 class BaselineSerializer(serializers.Serializer):
     id = serializers.UUIDField(read_only=True)
     name = serializers.CharField(read_only=True)
-    config = serializers.DictField(child=serializers.DictField(child=AnyJSONField()), help_text="{step external_id: {parameter: value}}")
+    config = ConfigField(child=serializers.DictField(child=AnyJSONField()), help_text="{step external_id: {parameter: value}}")
+    unvalidated = serializers.SerializerMethodField(help_text="`step.key` of config keys passed through without a check.")
+
+    def get_unvalidated(self, baseline) -> list[str]:
+        return overrides.unvalidated_keys(baseline.config)
 
 
 class ExperimentQuerySerializer(serializers.Serializer):
@@ -211,12 +211,13 @@ class CompleteSerializer(serializers.Serializer):
 
 class ChangeSerializer(serializers.Serializer):
     step = serializers.CharField()
-    parameter = serializers.CharField()
+    parameter = serializers.ChoiceField(choices=list(PARAMETERS))
     value = AnyJSONField()
 
 
 class VariantSerializer(serializers.ModelSerializer):
     is_baseline = serializers.BooleanField(read_only=True)
+    parameter = serializers.ChoiceField(choices=list(PARAMETERS), allow_blank=True, read_only=True, help_text="Empty for the baseline.")
     inference_step = serializers.SerializerMethodField()
     value = AnyJSONField(allow_null=True)
     change = serializers.SerializerMethodField()
@@ -261,6 +262,8 @@ class VariantCreateSerializer(serializers.Serializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
+    webhook_url = serializers.CharField(read_only=True, help_text="Where this run's tests were sent; empty: the application's webhook_url.")
+
     class Meta:
         model = Run
         fields = [
@@ -390,7 +393,7 @@ class ResultSerializer(serializers.Serializer):
     is_baseline = serializers.BooleanField()
     change = ChangeSerializer(allow_null=True)
     run = serializers.UUIDField(allow_null=True)
-    status = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=RunStatus.choices, allow_null=True)
     pass_rate = serializers.FloatField(allow_null=True)
     pass_rate_vs_baseline = serializers.FloatField(allow_null=True)
     delta_pp = serializers.FloatField(allow_null=True)
@@ -401,8 +404,8 @@ class ResultSerializer(serializers.Serializer):
     passed = serializers.IntegerField(allow_null=True)
     failed = serializers.IntegerField(allow_null=True)
     errored = serializers.IntegerField(allow_null=True)
-    improved = serializers.ListField(child=serializers.CharField())
-    regressed = serializers.ListField(child=serializers.CharField())
+    improved = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went fail → pass.")
+    regressed = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went pass → fail.")
     completed_at = serializers.DateTimeField(allow_null=True)
     metrics = serializers.DictField(child=MetricSummarySerializer())
     evaluators = serializers.DictField(child=EvaluatorSummarySerializer())
@@ -425,8 +428,8 @@ class CompareSerializer(serializers.Serializer):
     common = serializers.IntegerField()
     new_only = serializers.IntegerField()
     old_only = serializers.IntegerField()
-    improved = serializers.ListField(child=serializers.CharField())
-    regressed = serializers.ListField(child=serializers.CharField())
+    improved = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went fail → pass.")
+    regressed = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went pass → fail.")
     p_value = serializers.FloatField(allow_null=True)
     metrics = serializers.DictField(child=MetricDeltaSerializer())
 

@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from experiments_app.api.catalog import ApplicationViewSet, StepViewSet, TaskViewSet
-from experiments_app.api.events import EventEndpointViewSet
+from experiments_app.api.events import EventDeliveryViewSet, EventEndpointViewSet
 from experiments_app.api.experiments import ExperimentRunViewSet, ExperimentViewSet, VariantViewSet
 from experiments_app.api.runs import ResultViewSet, RunViewSet, TestViewSet
 from experiments_app.api.tokens import TokenViewSet
@@ -75,7 +75,7 @@ urlpatterns = [
         "event-endpoint-detail",
     ),
     route("event-endpoints/<uuid:id>/rotate-secret/", EventEndpointViewSet, {"post": "rotate_secret"}, "event-endpoint-rotate-secret"),
-    route("event-endpoints/<uuid:id>/deliveries/", EventEndpointViewSet, {"get": "deliveries"}, "event-endpoint-deliveries"),
+    route("event-endpoints/<uuid:id>/deliveries/", EventDeliveryViewSet, {"get": "list"}, "event-endpoint-deliveries"),
     route(
         "event-endpoints/<uuid:id>/deliveries/<uuid:delivery_id>/redeliver/",
         EventEndpointViewSet,

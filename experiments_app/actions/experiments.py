@@ -136,7 +136,8 @@ def validate_evaluators(evaluators):
             errors[f"{field}.name"] = "Must be a non-empty string."
         elif name in names:
             errors[f"{field}.name"] = f"Evaluator names must be unique; {name!r} is used twice."
-        names.add(name)
+        else:
+            names.add(name)
         errors.update(evaluator_field_errors(field, kind, evaluator))
     if errors:
         raise ValidationFailed(errors)

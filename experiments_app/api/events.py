@@ -71,11 +71,6 @@ class EventEndpointViewSet(ApiViewSet):
     def rotate_secret(self, request, id):
         return Response(EventEndpointWithSecretSerializer(endpoints.rotate_secret(self.load(id))).data)
 
-    @extend_schema(responses=EventDeliverySerializer, description="Each event delivery, newest first, with its attempts.")
-    def deliveries(self, request, id):
-        endpoint = self.load(id, Role.VIEWER)
-        return self.paginated(delivery_queryset().filter(endpoint=endpoint).order_by("-created_at", "pk"), EventDeliverySerializer)
-
     @extend_schema(
         request=None,
         responses={202: EventDeliverySerializer},
@@ -88,3 +83,13 @@ class EventEndpointViewSet(ApiViewSet):
             raise NotFound()
         again = endpoints.redeliver(delivery)
         return Response(EventDeliverySerializer(delivery_queryset().get(pk=again.pk)).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["event endpoints"])
+class EventDeliveryViewSet(EventEndpointViewSet):
+    serializer_class = EventDeliverySerializer
+
+    @extend_schema(responses=EventDeliverySerializer, description="Each event delivery of the endpoint, newest first, with its attempts.")
+    def list(self, request, id):
+        endpoint = self.load(id, Role.VIEWER)
+        return self.paginated(delivery_queryset().filter(endpoint=endpoint).order_by("-created_at", "pk"), EventDeliverySerializer)

@@ -12,6 +12,7 @@ from experiments_app.api.renderers import CSVRenderer, MarkdownRenderer
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, Experiment, InferenceStep, Role, Run, Task, Variant
 from experiments_app.permissions import get_visible, require_role, scoped
+from experiments_app.schema_fields import VARIANT_CREATE_SCHEMA
 from experiments_app.serializers import (
     BaselineSerializer,
     CompleteSerializer,
@@ -176,6 +177,13 @@ class ExperimentViewSet(ApiViewSet):
             return [renderers.JSONRenderer(), MarkdownRenderer(), CSVRenderer()]
         return super().get_renderers()
 
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if getattr(self.request, "accepted_renderer", None) is not None and self.request.accepted_renderer.format != "json":
+            # An error answers JSON ({"code", "detail"}), whatever format the report was asked in.
+            self.request.accepted_renderer, self.request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return response
+
     @extend_schema(request=None, responses=ExperimentSerializer)
     def reopen(self, request, id):
         return self.answer(actions.reopen_experiment(self.load(id, Role.EDITOR), by=request.user))
@@ -234,7 +242,7 @@ class VariantViewSet(ApiViewSet):
         configs = effective_configs(variants, (baseline.config if baseline else None) or {})
         return self.paginated(variants, VariantSerializer, effective_configs=configs)
 
-    @extend_schema(request=VariantCreateSerializer, responses={201: VariantSerializer})
+    @extend_schema(request=VARIANT_CREATE_SCHEMA, responses={201: VariantSerializer})
     def create(self, request, id):
         experiment = self.load_experiment(id, Role.EDITOR)
         data = validated(VariantCreateSerializer, request.data)

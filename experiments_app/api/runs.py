@@ -106,7 +106,11 @@ class ResultViewSet(ApiViewSet):
         responses={200: TestSerializer},
         auth=[{"bearerAuth": []}, {"webhookSignature": []}],
         description="Report the result of a test. Authenticate with a team token or sign the body "
-        "like the outbound webhook (headers webhook-id, webhook-timestamp, webhook-signature).",
+        "like the outbound webhook (headers webhook-id, webhook-timestamp, webhook-signature).\n\n"
+        "**The same result.** Posting again is safe: a result counts as the same when its `output`, `passed`, `metrics` "
+        "(compared as JSON values, so key order and `1` vs `1.0` do not matter), `error` and `traceId` all equal what the "
+        "test already holds (a missing `error`/`traceId` equals an empty one). The same result answers 200 and changes "
+        "nothing; a different one for a finished test answers 409; any result for a test of a cancelled run answers 409.",
     )
     def create(self, request, id):
 
