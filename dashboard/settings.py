@@ -237,6 +237,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "experiments_app.api.webhook_docs.simplify_nullable_any",
+        "experiments_app.api.webhook_docs.state_request_limits",
     ],
     # What the product sends out: test deliveries, pings and events (OpenAPI 3.1 `webhooks`).
     "WEBHOOKS": [

@@ -127,3 +127,25 @@ VARIANT_CREATE_SCHEMA = PolymorphicProxySerializer(
     serializers={name: variant_body(name, parameter) for name, parameter in PARAMETERS.items()},
     resource_type_field_name="parameter",
 )
+
+
+# --- URLs and metric names ----------------------------------------------------------------
+
+URL_SCHEMA = {
+    "type": "string",
+    "format": "uri",
+    "pattern": "^https?://[^/?#@\\s]+",
+    "maxLength": 2000,
+    "description": "An http(s) URL whose host resolves to a public address, or to a host listed in WEBHOOK_ALLOWED_HOSTS "
+    "(private, loopback and link-local addresses are refused).",
+}
+
+
+@extend_schema_field(URL_SCHEMA)
+class WebhookUrlField(serializers.CharField):
+    """An outbound URL; the SSRF rules are checked by the action (webhooks.check_webhook_url)."""
+
+
+@extend_schema_field({"type": "object", "propertyNames": {"minLength": 1, "maxLength": 100}, "additionalProperties": {"type": "number"}})
+class MetricsField(serializers.DictField):
+    """{metric name (1–100 characters): number}."""

@@ -24,7 +24,7 @@ from experiments_app.models import (
     Variant,
 )
 from experiments_app.overrides import PARAMETERS
-from experiments_app.schema_fields import ConfigField, EvaluatorField, StepConfigField
+from experiments_app.schema_fields import ConfigField, EvaluatorField, MetricsField, StepConfigField, WebhookUrlField
 from experiments_app.states import State
 
 
@@ -70,7 +70,7 @@ class ApplicationWithSecretSerializer(ApplicationSerializer):
 
 class ApplicationInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    webhook_url = serializers.CharField(max_length=2000)
+    webhook_url = WebhookUrlField(max_length=2000)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=600, required=False)
     result_timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
     max_concurrency = serializers.IntegerField(min_value=1, max_value=1000, required=False)
@@ -120,9 +120,9 @@ class TaskSerializer(serializers.ModelSerializer):
 class TaskInputSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=200)
     name = serializers.CharField(max_length=500, required=False, allow_blank=True, trim_whitespace=False)
-    input = serializers.DictField(child=AnyJSONField())
+    input = serializers.DictField(child=AnyJSONField(allow_null=True))
     expected = AnyJSONField(required=False, allow_null=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    tags = serializers.ListField(child=serializers.CharField(min_length=1, max_length=100), required=False)
 
 
 class CreatedCountSerializer(serializers.Serializer):
@@ -339,7 +339,7 @@ class RunWaitQuerySerializer(serializers.Serializer):
 
 
 class VariantRunSerializer(serializers.Serializer):
-    webhook_url = serializers.CharField(
+    webhook_url = WebhookUrlField(
         max_length=2000,
         required=False,
         allow_blank=True,
@@ -362,7 +362,7 @@ class TaskQuerySerializer(serializers.Serializer):
 class ResultInputSerializer(serializers.Serializer):
     output = AnyJSONField(allow_null=True)
     passed = serializers.BooleanField(required=False, allow_null=True)
-    metrics = serializers.DictField(child=serializers.FloatField(), required=False)
+    metrics = MetricsField(child=serializers.FloatField(), required=False)
     error = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     traceId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
@@ -495,7 +495,7 @@ class EventEndpointWithSecretSerializer(EventEndpointSerializer):
 
 
 class EventEndpointInputSerializer(serializers.Serializer):
-    url = serializers.CharField(max_length=2000, help_text="An http(s) URL; the SSRF rules of an application's webhook_url apply.")
+    url = WebhookUrlField(max_length=2000, help_text="An http(s) URL; the SSRF rules of an application's webhook_url apply.")
     events = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices), min_length=1, max_length=len(EventType.values))
     application = serializers.UUIDField(required=False, allow_null=True, help_text="Null (default): every application of the team.")
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)

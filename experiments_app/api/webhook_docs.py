@@ -155,3 +155,29 @@ def simplify_nullable_any(generator, request, public, result):
 
     walk(result)
     return result
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def state_request_limits(generator, request, public, result):
+    """Two limits every request body has: strings may not contain NUL (PostgreSQL cannot store it;
+    the parser refuses it anywhere in a body), and keys a body's schema does not name are not
+    taken (the API ignores or refuses them), so request objects are closed."""
+
+    def close(node):
+        if isinstance(node, dict):
+            if node.get("type") == "string" and not ({"pattern", "format", "enum"} & set(node)):
+                node["pattern"] = NO_NUL
+            if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request"):
+            close(component)
+    return result
