@@ -124,11 +124,20 @@ def decision(experiment):
     transition = (
         Transition.objects.filter(experiment=experiment, to_status=State.COMPLETED).select_related("by").order_by("-at", "-id").first()
     )
+    # The audit row names the winner as it was picked (its name too, should the variant go later).
+    picked = (transition.detail or {}) if transition else {}
     winner = experiment.winner
+    if picked.get("winner"):
+        winner_part = {
+            "id": picked["winner"],
+            "name": winner.name if winner and str(winner.pk) == picked["winner"] else picked.get("winner_name"),
+        }
+    else:
+        winner_part = {"id": str(winner.pk), "name": winner.name} if winner else None
     return {
         "status": experiment.status,
         "completed": transition is not None,
-        "winner": {"id": str(winner.pk), "name": winner.name} if winner else None,
+        "winner": winner_part,
         "picked_by": transition.by.get_username() if transition and transition.by else None,
         "picked_at": transition.at if transition else None,
     }

@@ -4,10 +4,12 @@ and in the body point at the world's objects, URLs at a reachable receiver, as a
 that read the schema would send), and no operation may refuse (400) most of them.
 
 What no schema can state is left to the real objects: whether an id exists, whether a URL's
-host resolves to a public address, whether an external_id is already taken.
+host resolves to a public address, whether an external_id is already taken (a new object's
+external_id is made unique).
 """
 
 import collections
+import itertools
 
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -31,16 +33,23 @@ def body_refs(world, receiver_url):
     }
 
 
-def point_body_at_world(case, refs):
-    if isinstance(case.body, dict):
+def point_body_at_world(case, refs, fresh):
+    """Body references to real objects; a new object's external_id made unique, as a client creating one would."""
+    bodies = case.body if isinstance(case.body, list) else [case.body]
+    for body in bodies:
+        if not isinstance(body, dict):
+            continue
         for name, value in refs.items():
-            if name in case.body and case.body[name] not in (None, ""):
-                case.body[name] = value
+            if name in body and body[name] not in (None, ""):
+                body[name] = value
+        if case.method.lower() in ("post", "patch") and isinstance(body.get("external_id"), str):
+            body["external_id"] = f"{body['external_id'][:150]}-{next(fresh)}"
 
 
 def refusal_rates(world, token, receiver_url):
     rates = {}
     refs = body_refs(world, receiver_url)
+    fresh = itertools.count(1)
     for result in schema.get_all_operations():
         operation = result.ok()
         if operation.method.lower() not in BODY_METHODS or not operation.body:
@@ -51,7 +60,7 @@ def refusal_rates(world, token, receiver_url):
         @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
         def send(case):
             point_at_world(case, world)
-            point_body_at_world(case, refs)
+            point_body_at_world(case, refs, fresh)
             tally[case.call(headers={"Authorization": f"Bearer {token}"}).status_code] += 1  # noqa: B023 (run before the loop moves on)
 
         send()

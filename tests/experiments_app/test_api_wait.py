@@ -47,7 +47,8 @@ def test_wait_answers_as_soon_as_the_run_is_cancelled(live_server, active_run):
 def test_wait_answers_with_the_current_state_after_n_seconds(live_server, active_run):
     token, run = active_run
     response, took = get(live_server, token, run, wait=1)
-    assert response.json()["status"] == "queued" and response.headers["X-Wait"] == "timeout"
+    # "running" when a worker of the session has picked it up (its application never answers)
+    assert response.json()["status"] in ("queued", "running") and response.headers["X-Wait"] == "timeout"
     assert 1.0 <= took < 2.5
 
 
