@@ -27,8 +27,8 @@ $(RUNTIME): pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	@touch $@
 
-$(TESTING): $(RUNTIME)
-	$(BIN)/python -m pip install -q -e ".[test]"
+$(TESTING): $(RUNTIME) clients/python/pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[test]" -e clients/python
 	@touch $@
 
 install: $(RUNTIME)

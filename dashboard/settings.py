@@ -174,7 +174,10 @@ CELERY_TIMEZONE = "UTC"
 # never waits behind busy dispatchers. A plain `celery worker` consumes both.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("sweep"))
-CELERY_TASK_ROUTES = {"experiments_app.tasks.sweep_tests": {"queue": "sweep"}}
+CELERY_TASK_ROUTES = {
+    "experiments_app.tasks.sweep_tests": {"queue": "sweep"},
+    "experiments_app.tasks.sweep_event_deliveries": {"queue": "sweep"},
+}
 # How often the sweeper re-dispatches expired leases and errors silent tests (seconds).
 SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 5)
 # Delivery policy (SPEC §4): at least 4 attempts, first retry within 5 s, doubling to 60 s.
@@ -190,10 +193,25 @@ DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
 # that (the worker died mid-request) the sweeper hands it to another dispatcher.
 DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECONDS", 15.0)
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
+# Event endpoints (SPEC §4): each attempt's timeout; an endpoint is disabled after this many
+# deliveries in a row were given up on, or after failing this many days without a success.
+EVENT_TIMEOUT_SECONDS = envfloat("EVENT_TIMEOUT_SECONDS", 10.0)
+EVENT_DISABLE_AFTER_FAILURES = envint("EVENT_DISABLE_AFTER_FAILURES", 100)
+EVENT_DISABLE_AFTER_DAYS = envfloat("EVENT_DISABLE_AFTER_DAYS", 5.0)
+# runs/{id}/?wait=N: at most this many requests per web process wait at once (each holds a
+# thread); the others answer at once with the run as it is. The wait polls the run this often.
+LONG_POLL_MAX_WAITERS = envint("LONG_POLL_MAX_WAITERS", 16)
+LONG_POLL_INTERVAL_SECONDS = envfloat("LONG_POLL_INTERVAL_SECONDS", 0.25)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {
         "task": "experiments_app.tasks.sweep_tests",
+        "schedule": float(SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": float(SWEEP_INTERVAL_SECONDS * 3)},
+    },
+    # Event deliveries whose wake-up was lost (a broker restart, a dead worker) or fell due.
+    "sweep-event-deliveries": {
+        "task": "experiments_app.tasks.sweep_event_deliveries",
         "schedule": float(SWEEP_INTERVAL_SECONDS),
         "options": {"expires": float(SWEEP_INTERVAL_SECONDS * 3)},
     },
@@ -223,16 +241,34 @@ SPECTACULAR_SETTINGS = {
     "`POST /api/v1/tests/{id}/result/`), retries and de-duplication are in the integration guide: "
     "[Integrating your application](/docs/integrating/) (docs/integrating.md in the repository).",
     "VERSION": "1.0.0",
+    # 3.1: nullable references (`change: null`) are `oneOf [ref, null]`, valid under strict validators,
+    # and the outbound payloads can be described in `webhooks`.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "experiments_app.api.webhook_docs.simplify_nullable_any",
+        "experiments_app.api.webhook_docs.state_request_limits",
+    ],
+    # What the product sends out: test deliveries, pings and events (OpenAPI 3.1 `webhooks`).
+    "WEBHOOKS": [
+        "experiments_app.api.webhook_docs.test_delivery",
+        "experiments_app.api.webhook_docs.ping",
+        "experiments_app.api.webhook_docs.event",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ExperimentStatusEnum": "experiments_app.states.State",
         "RunStatusEnum": "experiments_app.models.RunStatus",
         "TestStatusEnum": "experiments_app.models.TestStatus",
+        "RoleEnum": "experiments_app.models.Role",
+        "EventTypeEnum": "experiments_app.models.EventType",
+        "DeliveryStatusEnum": "experiments_app.models.DeliveryStatus",
+        "ParameterEnum": "experiments_app.overrides.PARAMETER_NAMES",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {

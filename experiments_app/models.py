@@ -312,6 +312,8 @@ class Run(models.Model):
     # {task id: passed (by majority over repetitions)}, stored at close for comparing runs;
     # read only when two runs are paired, never for the results table.
     outcomes = models.JSONField(default=dict, blank=True)
+    # Where this run's tests go instead of the application's webhook_url (a preview deployment); empty: the application's.
+    webhook_url = models.URLField(max_length=2000, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -437,8 +439,121 @@ class Transition(models.Model):
     verb = models.CharField(max_length=40)
     from_status = models.CharField(max_length=20, choices=State.choices)
     to_status = models.CharField(max_length=20, choices=State.choices)
+    # What the change carried, e.g. {"winner": variant id} when an experiment completes.
+    detail = models.JSONField(default=dict, blank=True)
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["at", "id"]
+
+
+# --- events out of the product (SPEC §4 "Events out of the product") ---------------
+
+
+class EventType(models.TextChoices):
+    RUN_COMPLETED = "run.completed"
+    BASELINE_COMPLETED = "baseline.completed"
+    VARIANT_COMPLETED = "variant.completed"
+    VARIANT_REGRESSED = "variant.regressed"
+    EXPERIMENT_COMPLETED = "experiment.completed"
+
+
+class EventEndpoint(models.Model):
+    """Where a team wants its events: a URL, the event types, optionally one application."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="event_endpoints")
+    # None: events of every application of the team.
+    application = models.ForeignKey(Application, null=True, blank=True, on_delete=models.CASCADE, related_name="event_endpoints")
+    url = models.URLField(max_length=2000)
+    description = models.TextField(blank=True)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=200, default=new_webhook_secret)
+    # Deliveries given up on since the last success, and when that streak began.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    failed_deliveries = models.PositiveIntegerField(default=0)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return self.url
+
+    @property
+    def is_enabled(self):
+        return self.disabled_at is None
+
+    def wants(self, event_type, application_id):
+        return event_type in self.events and (self.application_id is None or self.application_id == application_id)
+
+    def rotate_secret(self):
+        self.secret = new_webhook_secret()
+        self.save(update_fields=["secret", "updated_at"])
+        return self.secret
+
+
+class Event(models.Model):
+    """One event as it happened: its type and its body, shared by every endpoint it goes to."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=40, choices=EventType.choices)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def webhook_id(self):
+        """The `webhook-id` of every delivery of this event, retries and redeliveries included."""
+        return f"msg_{self.id.hex}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class EventDelivery(models.Model):
+    """One event sent to one endpoint: retried until delivered or given up; a redelivery by hand is a new row."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(EventEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    manual = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the next attempt is due; a sender claims the delivery by moving it past its own deadline.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="event_delivery_due"),
+            models.Index(fields=["endpoint", "created_at"], name="event_delivery_endpoint"),
+        ]
+
+
+class EventAttempt(models.Model):
+    """One HTTP attempt of an event delivery."""
+
+    delivery = models.ForeignKey(EventDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]

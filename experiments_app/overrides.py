@@ -38,6 +38,8 @@ PARAMETERS = {
     )
 }
 
+PARAMETER_NAMES = list(PARAMETERS)
+
 
 def parameter_error(parameter, value):
     """Return why `value` is not valid for `parameter`, or None when it is."""
@@ -62,6 +64,41 @@ def parameter_error(parameter, value):
     return None
 
 
+# A config key this close to a parameter's name is a typo of it, not a key of the application's own.
+TYPO_DISTANCE = 2
+
+
+def edit_distance(a, b):
+    """Levenshtein distance (insertions, deletions, substitutions), two rows at a time."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def typo_error(key):
+    """ "did you mean temperature?" for a key within TYPO_DISTANCE of a parameter's name (not the name itself); else None.
+
+    Other keys pass through unvalidated: the application may use its own (see `unvalidated_keys`)."""
+    if key in PARAMETERS or not isinstance(key, str):
+        return None
+    close = sorted((edit_distance(key.lower(), name), name) for name in PARAMETERS)
+    distance, name = close[0]
+    return f"Unknown parameter {key!r}: did you mean {name}?" if distance <= TYPO_DISTANCE else None
+
+
+def unvalidated_keys(config, *, nested=True):
+    """Keys passed through without a check: `step.key` of a baseline config (or `key` of a step's config)."""
+    if not isinstance(config, dict):
+        return []
+    if not nested:
+        return sorted(key for key in config if key not in PARAMETERS)
+    return sorted(f"{step}.{key}" for step, params in config.items() if isinstance(params, dict) for key in params if key not in PARAMETERS)
+
+
 def validate_value(parameter, value, *, field="value"):
     """Raise ValidationFailed naming `field` unless `value` is valid for `parameter`."""
     message = parameter_error(parameter, value)
@@ -72,8 +109,9 @@ def validate_value(parameter, value, *, field="value"):
 def validate_config(config, steps):
     """Check a baseline config: a dict of in-scope step ids to dicts of parameters.
 
-    Parameters of the table are checked against it; other keys a step's production
-    config carries are kept as they are (the application may use them).
+    Parameters of the table are checked against it; a key within edit distance 2 of one is
+    refused as a typo ("did you mean temperature?"); other keys a step's production config
+    carries are kept as they are (the application may use them).
     """
     errors = {}
     if not isinstance(config, dict):
@@ -86,10 +124,9 @@ def validate_config(config, steps):
             errors[f"config.{step}"] = "Must be an object of parameters."
             continue
         for name, value in params.items():
-            if name in PARAMETERS:
-                message = parameter_error(name, value)
-                if message:
-                    errors[f"config.{step}.{name}"] = message
+            message = parameter_error(name, value) if name in PARAMETERS else typo_error(name)
+            if message:
+                errors[f"config.{step}.{name}"] = message
     if errors:
         raise ValidationFailed(errors)
 

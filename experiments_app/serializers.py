@@ -1,12 +1,18 @@
 """API shapes (SPEC §8). Input serializers check the shape only; the rules live in the actions."""
 
+import uuid
+
 from rest_framework import serializers
 
-from experiments_app import webhooks
+from experiments_app import overrides, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
     DeliveryAttempt,
+    EventAttempt,
+    EventDelivery,
+    EventEndpoint,
+    EventType,
     Experiment,
     InferenceStep,
     Role,
@@ -18,6 +24,7 @@ from experiments_app.models import (
     Variant,
 )
 from experiments_app.overrides import PARAMETERS
+from experiments_app.schema_fields import ConfigField, EvaluatorField, MetricsField, StepConfigField, WebhookUrlField
 from experiments_app.states import State
 
 
@@ -63,7 +70,7 @@ class ApplicationWithSecretSerializer(ApplicationSerializer):
 
 class ApplicationInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    webhook_url = serializers.CharField(max_length=2000)
+    webhook_url = WebhookUrlField(max_length=2000)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=600, required=False)
     result_timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
     max_concurrency = serializers.IntegerField(min_value=1, max_value=1000, required=False)
@@ -80,17 +87,23 @@ class PingSerializer(serializers.Serializer):
 
 
 class StepSerializer(serializers.ModelSerializer):
+    config = StepConfigField(child=AnyJSONField())
+    unvalidated = serializers.SerializerMethodField(help_text="Config keys passed through without a check (not a known parameter).")
+
     class Meta:
         model = InferenceStep
-        fields = ["id", "application", "external_id", "name", "description", "config", "created_at"]
+        fields = ["id", "application", "external_id", "name", "description", "config", "unvalidated", "created_at"]
         read_only_fields = fields
+
+    def get_unvalidated(self, step) -> list[str]:
+        return overrides.unvalidated_keys(step.config, nested=False)
 
 
 class StepInputSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=200)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
-    config = serializers.DictField(
+    config = StepConfigField(
         child=AnyJSONField(), required=False, help_text='Production parameters, e.g. {"model": "gpt-4o-mini", "temperature": 0.7}.'
     )
 
@@ -107,9 +120,9 @@ class TaskSerializer(serializers.ModelSerializer):
 class TaskInputSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=200)
     name = serializers.CharField(max_length=500, required=False, allow_blank=True, trim_whitespace=False)
-    input = serializers.DictField(child=AnyJSONField())
+    input = serializers.DictField(child=AnyJSONField(allow_null=True))
     expected = AnyJSONField(required=False, allow_null=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    tags = serializers.ListField(child=serializers.CharField(min_length=1, max_length=100), required=False)
 
 
 class CreatedCountSerializer(serializers.Serializer):
@@ -122,8 +135,8 @@ class CreatedCountSerializer(serializers.Serializer):
 class ExperimentSerializer(serializers.ModelSerializer):
     inference_steps = serializers.SerializerMethodField()
     tasks = serializers.SerializerMethodField()
-    evaluators = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
-    baseline = serializers.SerializerMethodField()
+    evaluators = serializers.ListField(child=EvaluatorField(child=AnyJSONField()))
+    baseline = serializers.SerializerMethodField(help_text="The baseline variant's id.")
 
     class Meta:
         model = Experiment
@@ -149,10 +162,10 @@ class ExperimentSerializer(serializers.ModelSerializer):
     def get_inference_steps(self, experiment) -> list[str]:
         return [step.external_id for step in experiment.inference_steps.all()]
 
-    def get_tasks(self, experiment) -> list[str]:
+    def get_tasks(self, experiment) -> list[uuid.UUID]:
         return [str(task.pk) for task in experiment.tasks.all()]
 
-    def get_baseline(self, experiment) -> str | None:
+    def get_baseline(self, experiment) -> uuid.UUID | None:
         baseline_id = getattr(experiment, "baseline_id", None)
         if baseline_id is None:
             baseline_id = experiment.variants.filter(parent__isnull=True).values_list("pk", flat=True).first()
@@ -165,25 +178,12 @@ class ExperimentCreateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
 
 
-class EvaluatorSerializer(serializers.Serializer):
-    """Documentation of an evaluator; the API keeps every key it is given."""
-
-    type = serializers.ChoiceField(choices=["reported", "exact_match", "contains", "regex", "json_subset", "metric_threshold"])
-    name = serializers.CharField(required=False)
-    field = serializers.CharField(required=False)
-    value = serializers.CharField(required=False)
-    pattern = serializers.CharField(required=False)
-    metric = serializers.CharField(required=False)
-    min = serializers.FloatField(required=False)
-    max = serializers.FloatField(required=False)
-
-
 class ExperimentUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
     inference_steps = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="Step external ids.")
     tasks = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100_000, help_text="Task ids.")
-    evaluators = serializers.ListField(child=serializers.DictField(child=AnyJSONField()), required=False, max_length=100)
+    evaluators = serializers.ListField(child=EvaluatorField(child=AnyJSONField()), required=False, max_length=100)
     repetitions = serializers.IntegerField(min_value=1, max_value=20, required=False)
     max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
 
@@ -191,7 +191,11 @@ class ExperimentUpdateSerializer(serializers.Serializer):
 class BaselineSerializer(serializers.Serializer):
     id = serializers.UUIDField(read_only=True)
     name = serializers.CharField(read_only=True)
-    config = serializers.DictField(child=serializers.DictField(child=AnyJSONField()), help_text="{step external_id: {parameter: value}}")
+    config = ConfigField(child=serializers.DictField(child=AnyJSONField()), help_text="{step external_id: {parameter: value}}")
+    unvalidated = serializers.SerializerMethodField(help_text="`step.key` of config keys passed through without a check.")
+
+    def get_unvalidated(self, baseline) -> list[str]:
+        return overrides.unvalidated_keys(baseline.config)
 
 
 class ExperimentQuerySerializer(serializers.Serializer):
@@ -207,12 +211,13 @@ class CompleteSerializer(serializers.Serializer):
 
 class ChangeSerializer(serializers.Serializer):
     step = serializers.CharField()
-    parameter = serializers.CharField()
+    parameter = serializers.ChoiceField(choices=list(PARAMETERS))
     value = AnyJSONField()
 
 
 class VariantSerializer(serializers.ModelSerializer):
     is_baseline = serializers.BooleanField(read_only=True)
+    parameter = serializers.ChoiceField(choices=list(PARAMETERS), allow_blank=True, read_only=True, help_text="Empty for the baseline.")
     inference_step = serializers.SerializerMethodField()
     value = AnyJSONField(allow_null=True)
     change = serializers.SerializerMethodField()
@@ -257,6 +262,8 @@ class VariantCreateSerializer(serializers.Serializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
+    webhook_url = serializers.CharField(read_only=True, help_text="Where this run's tests were sent; empty: the application's webhook_url.")
+
     class Meta:
         model = Run
         fields = [
@@ -271,6 +278,7 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "completed_at",
             "created_at",
+            "webhook_url",
         ]
         read_only_fields = fields
 
@@ -324,6 +332,21 @@ class TestSerializer(serializers.ModelSerializer):
         return webhooks.callback_url(test.pk)
 
 
+class RunWaitQuerySerializer(serializers.Serializer):
+    wait = serializers.IntegerField(
+        min_value=1, max_value=60, required=False, help_text="Long poll: wait up to this many seconds for the run to end."
+    )
+
+
+class VariantRunSerializer(serializers.Serializer):
+    webhook_url = WebhookUrlField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Send this run's tests here instead of the application's webhook_url (e.g. a preview deployment); same SSRF rules.",
+    )
+
+
 class TestQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TestStatus.choices, required=False)
 
@@ -339,7 +362,7 @@ class TaskQuerySerializer(serializers.Serializer):
 class ResultInputSerializer(serializers.Serializer):
     output = AnyJSONField(allow_null=True)
     passed = serializers.BooleanField(required=False, allow_null=True)
-    metrics = serializers.DictField(child=serializers.FloatField(), required=False)
+    metrics = MetricsField(child=serializers.FloatField(), required=False)
     error = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     traceId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
@@ -370,7 +393,7 @@ class ResultSerializer(serializers.Serializer):
     is_baseline = serializers.BooleanField()
     change = ChangeSerializer(allow_null=True)
     run = serializers.UUIDField(allow_null=True)
-    status = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=RunStatus.choices, allow_null=True)
     pass_rate = serializers.FloatField(allow_null=True)
     pass_rate_vs_baseline = serializers.FloatField(allow_null=True)
     delta_pp = serializers.FloatField(allow_null=True)
@@ -381,8 +404,8 @@ class ResultSerializer(serializers.Serializer):
     passed = serializers.IntegerField(allow_null=True)
     failed = serializers.IntegerField(allow_null=True)
     errored = serializers.IntegerField(allow_null=True)
-    improved = serializers.ListField(child=serializers.CharField())
-    regressed = serializers.ListField(child=serializers.CharField())
+    improved = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went fail → pass.")
+    regressed = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went pass → fail.")
     completed_at = serializers.DateTimeField(allow_null=True)
     metrics = serializers.DictField(child=MetricSummarySerializer())
     evaluators = serializers.DictField(child=EvaluatorSummarySerializer())
@@ -405,8 +428,8 @@ class CompareSerializer(serializers.Serializer):
     common = serializers.IntegerField()
     new_only = serializers.IntegerField()
     old_only = serializers.IntegerField()
-    improved = serializers.ListField(child=serializers.CharField())
-    regressed = serializers.ListField(child=serializers.CharField())
+    improved = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went fail → pass.")
+    regressed = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went pass → fail.")
     p_value = serializers.FloatField(allow_null=True)
     metrics = serializers.DictField(child=MetricDeltaSerializer())
 
@@ -436,3 +459,122 @@ class TokenWithSecretSerializer(TokenSerializer):
 class TokenInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     role = serializers.ChoiceField(choices=Role.choices, required=False, help_text="Defaults to editor.")
+
+
+# ---------------------------------------------------------------- event endpoints (SPEC §4, §8)
+
+
+class EventEndpointSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices))
+    enabled = serializers.BooleanField(source="is_enabled", read_only=True)
+
+    class Meta:
+        model = EventEndpoint
+        fields = [
+            "id",
+            "team",
+            "application",
+            "url",
+            "events",
+            "description",
+            "enabled",
+            "disabled_at",
+            "disabled_reason",
+            "failed_deliveries",
+            "failing_since",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class EventEndpointWithSecretSerializer(EventEndpointSerializer):
+    class Meta(EventEndpointSerializer.Meta):
+        fields = [*EventEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class EventEndpointInputSerializer(serializers.Serializer):
+    url = WebhookUrlField(max_length=2000, help_text="An http(s) URL; the SSRF rules of an application's webhook_url apply.")
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices), min_length=1, max_length=len(EventType.values))
+    application = serializers.UUIDField(required=False, allow_null=True, help_text="Null (default): every application of the team.")
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+
+class EventEndpointUpdateSerializer(EventEndpointInputSerializer):
+    enabled = serializers.BooleanField(required=False, help_text="true re-enables a disabled endpoint; false disables it.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class EventAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EventAttempt
+        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at"]
+        read_only_fields = fields
+
+
+class EventDeliverySerializer(serializers.ModelSerializer):
+    event = serializers.UUIDField(source="event_id")
+    type = serializers.ChoiceField(source="event.type", choices=EventType.choices)
+    webhook_id = serializers.CharField(source="event.webhook_id")
+    payload = serializers.DictField(source="event.payload", child=AnyJSONField())
+    attempt_log = EventAttemptSerializer(many=True)
+
+    class Meta:
+        model = EventDelivery
+        fields = [
+            "id",
+            "endpoint",
+            "event",
+            "type",
+            "webhook_id",
+            "status",
+            "manual",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+            "completed_at",
+            "payload",
+            "attempt_log",
+        ]
+        read_only_fields = fields
+
+
+# ---------------------------------------------------------------- gate and report (SPEC §8)
+
+
+class GateQuerySerializer(serializers.Serializer):
+    variant = serializers.UUIDField(help_text="The variant to judge.")
+    max_regression_pp = serializers.FloatField(
+        min_value=0, max_value=100, required=False, default=0.0, help_text="Tolerated drop in percentage points (default 0)."
+    )
+    alpha = serializers.FloatField(
+        min_value=0.001, max_value=0.2, required=False, help_text="Significance level; default the experiment's."
+    )
+
+
+class VerdictSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["better", "worse", "no_difference", "inconclusive", "pending"])
+    text = serializers.CharField()
+
+
+class GateSerializer(serializers.Serializer):
+    # `pass` is a Python keyword: the field is declared below under its JSON name.
+    reason = serializers.CharField()
+    verdict = VerdictSerializer()
+    variant = serializers.UUIDField()
+    run = serializers.UUIDField(allow_null=True, help_text="The run judged: the variant's latest succeeded-or-failed run.")
+    result = ResultSerializer(help_text="The variant's results row (R of SPEC §8).")
+
+
+GateSerializer._declared_fields = {
+    "pass": serializers.BooleanField(help_text="Whether the gate passes."),
+    **GateSerializer._declared_fields,
+}
+
+
+class ReportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["json", "md", "csv"], required=False, default="json")

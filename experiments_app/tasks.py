@@ -3,6 +3,7 @@
 from celery import shared_task, signals
 
 from experiments_app import runs
+from experiments_app.events import deliver
 from experiments_app.runs import dispatch
 
 
@@ -16,6 +17,19 @@ def dispatch_application(application_id):
 def sweep_tests():
     """Error silent tests, recover lost leases, close runs left open, wake dispatchers."""
     runs.sweep_tests(wake=lambda application_id: dispatch_application.delay(str(application_id)))
+
+
+@shared_task(ignore_result=True)
+def deliver_event(delivery_id):
+    """Make the next attempt of one event delivery, if it is due (safe to run twice)."""
+    deliver.deliver(delivery_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_event_deliveries():
+    """Send event deliveries that are due: lost wake-ups and retries."""
+    for delivery_id in deliver.due_deliveries():
+        deliver_event.delay(str(delivery_id))
 
 
 @signals.worker_init.connect

@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from experiments_app.api.catalog import ApplicationViewSet, StepViewSet, TaskViewSet
+from experiments_app.api.events import EventDeliveryViewSet, EventEndpointViewSet
 from experiments_app.api.experiments import ExperimentRunViewSet, ExperimentViewSet, VariantViewSet
 from experiments_app.api.runs import ResultViewSet, RunViewSet, TestViewSet
 from experiments_app.api.tokens import TokenViewSet
@@ -51,6 +52,8 @@ urlpatterns = [
     route("experiments/<uuid:id>/baseline/", ExperimentViewSet, {"get": "baseline", "put": "baseline"}, "experiment-baseline"),
     route("experiments/<uuid:id>/run-baseline/", ExperimentViewSet, {"post": "run_baseline"}, "experiment-run-baseline"),
     route("experiments/<uuid:id>/results/", ExperimentViewSet, {"get": "results"}, "experiment-results"),
+    route("experiments/<uuid:id>/gate/", ExperimentViewSet, {"get": "gate"}, "experiment-gate"),
+    route("experiments/<uuid:id>/report/", ExperimentViewSet, {"get": "report"}, "experiment-report"),
     route("experiments/<uuid:id>/runs/", ExperimentRunViewSet, {"get": "list"}, "experiment-runs"),
     route("experiments/<uuid:id>/reopen/", ExperimentViewSet, {"post": "reopen"}, "experiment-reopen"),
     route("experiments/<uuid:id>/complete/", ExperimentViewSet, {"post": "complete"}, "experiment-complete"),
@@ -64,6 +67,21 @@ urlpatterns = [
     route("runs/<uuid:new>/compare/<uuid:old>/", RunViewSet, {"get": "compare"}, "run-compare"),
     route("tests/<uuid:id>/", TestViewSet, {"get": "retrieve"}, "test-detail"),
     route("tests/<uuid:id>/result/", ResultViewSet, {"post": "create"}, "test-result"),
+    route("event-endpoints/", EventEndpointViewSet, {"get": "list", "post": "create"}, "event-endpoint-list"),
+    route(
+        "event-endpoints/<uuid:id>/",
+        EventEndpointViewSet,
+        {"get": "retrieve", "patch": "partial_update", "delete": "destroy"},
+        "event-endpoint-detail",
+    ),
+    route("event-endpoints/<uuid:id>/rotate-secret/", EventEndpointViewSet, {"post": "rotate_secret"}, "event-endpoint-rotate-secret"),
+    route("event-endpoints/<uuid:id>/deliveries/", EventDeliveryViewSet, {"get": "list"}, "event-endpoint-deliveries"),
+    route(
+        "event-endpoints/<uuid:id>/deliveries/<uuid:delivery_id>/redeliver/",
+        EventEndpointViewSet,
+        {"post": "redeliver"},
+        "event-delivery-redeliver",
+    ),
     # Not in SPEC §8: an addition for admins managing their team's tokens.
     route("tokens/", TokenViewSet, {"get": "list", "post": "create"}, "token-list"),
     route("tokens/<uuid:id>/", TokenViewSet, {"get": "retrieve", "delete": "destroy"}, "token-detail"),

@@ -7,7 +7,7 @@ import json
 from django import forms
 
 from experiments_app.errors import ValidationFailed
-from experiments_app.models import Role
+from experiments_app.models import EventType, Role
 from experiments_app.overrides import PARAMETERS
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -345,3 +345,21 @@ class CompleteForm(forms.Form):
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="What uses it, e.g. “CI”.")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.EDITOR)
+
+
+class EventEndpointForm(forms.Form):
+    url = forms.CharField(
+        max_length=2000, label="URL", widget=forms.URLInput(attrs={"placeholder": "https://ci.example/hooks/experiments"})
+    )
+    events = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple, initial=[EventType.RUN_COMPLETED])
+    application = forms.ChoiceField(required=False, help_text="Empty: events of every application of the team.")
+    description = forms.CharField(max_length=2000, required=False)
+
+    def __init__(self, *args, applications=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["application"].choices = [("", "Every application"), *((str(app.pk), app.name) for app in applications)]
+
+    def cleaned_for_action(self):
+        data = dict(self.cleaned_data)
+        data["application"] = data.get("application") or None
+        return data

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from webui.views import applications, catalog, docs, experiments, lifecycle, runs, setup, teams, tokens
+from webui.views import applications, catalog, docs, events, experiments, lifecycle, report, runs, setup, teams, tokens
 
 app_name = "webui"
 urlpatterns = [
@@ -9,6 +9,14 @@ urlpatterns = [
     path("teams/switch/", teams.switch_team, name="team-switch"),
     path("teams/tokens/", tokens.token_list, name="team-tokens"),
     path("teams/tokens/<uuid:pk>/revoke/", tokens.token_revoke, name="team-token-revoke"),
+    path("teams/events/", events.endpoint_list, name="event-endpoint-list"),
+    path("teams/events/<uuid:pk>/", events.endpoint_detail, name="event-endpoint-detail"),
+    re_path(
+        r"^teams/events/(?P<pk>[0-9a-f-]{36})/(?P<action>rotate|enable|disable|delete)/$",
+        events.endpoint_action,
+        name="event-endpoint-action",
+    ),
+    path("teams/events/<uuid:pk>/deliveries/<uuid:delivery_id>/redeliver/", events.redeliver, name="event-delivery-redeliver"),
     # experiments
     path("experiments/", experiments.experiment_list, name="experiment-list"),
     path("experiments/new/", experiments.experiment_new, name="experiment-new"),
@@ -17,6 +25,7 @@ urlpatterns = [
     path("experiments/<uuid:pk>/progress/", experiments.experiment_progress, name="experiment-progress"),
     path("experiments/<uuid:pk>/results/", experiments.experiment_results_fragment, name="experiment-results"),
     re_path(r"^experiments/(?P<pk>[0-9a-f-]{36})/results\.(?P<fmt>csv|json)$", runs.experiment_export, name="experiment-export"),
+    path("experiments/<uuid:pk>/report/", report.experiment_report, name="experiment-report"),
     path("experiments/<uuid:pk>/setup/", setup.experiment_setup, name="experiment-setup"),
     path("experiments/<uuid:pk>/setup/details/", setup.setup_details, name="experiment-setup-details"),
     path("experiments/<uuid:pk>/setup/steps/", setup.setup_steps, name="experiment-setup-steps"),

@@ -145,7 +145,7 @@ def validate_step(data, *, partial=False, prefix=""):
             errors[f"{prefix}config"] = "Must be an object of parameters."
         else:
             for name, value in config.items():
-                message = overrides.parameter_error(name, value) if name in overrides.PARAMETERS else None
+                message = overrides.parameter_error(name, value) if name in overrides.PARAMETERS else overrides.typo_error(name)
                 if message:
                     errors[f"{prefix}config.{name}"] = message
             clean["config"] = config

@@ -8,6 +8,7 @@ from django.utils import timezone
 from experiments_app import overrides, states
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.evaluation import EVALUATOR_TYPES
+from experiments_app.events import emit
 from experiments_app.models import Experiment, InferenceStep, Run, RunStatus, Task, Transition, Variant
 from experiments_app.states import SCOPE_EDITABLE, State
 
@@ -18,8 +19,9 @@ def user_or_none(by):
     return by if getattr(by, "is_authenticated", False) and getattr(by, "pk", None) else None
 
 
-def apply_transition(experiment, target, *, by=None, **fields):
-    """Move `experiment` to `target` with a conditional update and record a Transition.
+def apply_transition(experiment, target, *, by=None, detail=None, **fields):
+    """Move `experiment` to `target` with a conditional update and record a Transition
+    (with `detail`, what the change carried).
 
     Returns the verb. Raises InvalidTransition when the table refuses it or when
     another request changed the status first (0 rows updated: lost the race).
@@ -31,7 +33,9 @@ def apply_transition(experiment, target, *, by=None, **fields):
     if updated == 0:
         fresh = Experiment.objects.filter(pk=experiment.pk).values_list("status", flat=True).first()
         raise states.InvalidTransition(fresh or current, target, "The experiment changed meanwhile; reload and try again.")
-    Transition.objects.create(experiment=experiment, verb=verb, from_status=current, to_status=target, by=user_or_none(by))
+    Transition.objects.create(
+        experiment=experiment, verb=verb, from_status=current, to_status=target, by=user_or_none(by), detail=detail or {}
+    )
     experiment.status = target
     for name, value in fields.items():
         setattr(experiment, name, value)
@@ -132,7 +136,8 @@ def validate_evaluators(evaluators):
             errors[f"{field}.name"] = "Must be a non-empty string."
         elif name in names:
             errors[f"{field}.name"] = f"Evaluator names must be unique; {name!r} is used twice."
-        names.add(name)
+        else:
+            names.add(name)
         errors.update(evaluator_field_errors(field, kind, evaluator))
     if errors:
         raise ValidationFailed(errors)
@@ -294,7 +299,9 @@ def complete_experiment(experiment, *, winner=None, by=None):
         if not winner.runs.filter(status=RunStatus.SUCCEEDED).exists():
             raise ValidationFailed({"winner": "The winner must have a succeeded run."})
     with transaction.atomic():
-        apply_transition(experiment, State.COMPLETED, by=by, winner=winner, completed_at=timezone.now())
+        detail = {"winner": str(winner.pk) if winner else None, "winner_name": winner.name if winner else None}
+        apply_transition(experiment, State.COMPLETED, by=by, detail=detail, winner=winner, completed_at=timezone.now())
+        emit.experiment_completed(experiment)
     return experiment
 
 

@@ -1,15 +1,18 @@
 """Experiments: settings, scope, baseline, lifecycle, results; and the variant tree."""
 
 from django.db.models import OuterRef, Prefetch, Subquery
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import renderers, status
 from rest_framework.response import Response
 
-from experiments_app import actions, results, runs
+from experiments_app import actions, decisions, report, results, runs
 from experiments_app.api.base import ApiViewSet, query, validated
+from experiments_app.api.renderers import CSVRenderer, MarkdownRenderer
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, Experiment, InferenceStep, Role, Run, Task, Variant
 from experiments_app.permissions import get_visible, require_role, scoped
+from experiments_app.schema_fields import VARIANT_CREATE_SCHEMA
 from experiments_app.serializers import (
     BaselineSerializer,
     CompleteSerializer,
@@ -17,10 +20,14 @@ from experiments_app.serializers import (
     ExperimentQuerySerializer,
     ExperimentSerializer,
     ExperimentUpdateSerializer,
+    GateQuerySerializer,
+    GateSerializer,
+    ReportQuerySerializer,
     ResultsSerializer,
     RunQuerySerializer,
     RunSerializer,
     VariantCreateSerializer,
+    VariantRunSerializer,
     VariantSerializer,
 )
 
@@ -117,6 +124,66 @@ class ExperimentViewSet(ApiViewSet):
     def results(self, request, id):
         return Response(results.experiment_results(self.load(id)))
 
+    @extend_schema(
+        parameters=[GateQuerySerializer],
+        responses=GateSerializer,
+        description="Pass or fail for one variant, with the reason: fails when its latest result is significantly worse than "
+        "the baseline, or worse by more than `max_regression_pp` at the upper confidence bound of its difference (its point "
+        "estimate where the results carry no interval), or when it has no result.",
+    )
+    def gate(self, request, id):
+        experiment = self.load(id)
+        asked = query(request, GateQuerySerializer)
+        table = results.experiment_results(experiment)
+        row = next((row for row in table["variants"] if row["variant"] == str(asked["variant"])), None)
+        if row is None:
+            raise ValidationFailed({"variant": "Must be a variant of this experiment (not the baseline)."})
+        judgement = decisions.judge(
+            row,
+            alpha=asked.get("alpha"),
+            default_alpha=decisions.experiment_alpha(experiment),
+            max_regression_pp=asked["max_regression_pp"],
+        )
+        body = {"pass": judgement.passed, "reason": judgement.reason, "verdict": judgement.verdict, "variant": row["variant"]}
+        return Response({**body, "run": row["run"], "result": row})
+
+    @extend_schema(
+        parameters=[ReportQuerySerializer],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/markdown"): OpenApiTypes.STR,
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+        description="The decision report: hypothesis, scope and lock time, each variant's configuration diff against its "
+        "parent and the baseline, pass rate and Δ with intervals, adjusted p and verdict, flipped tasks with links, metric "
+        "and guardrail trade-offs, warnings, and the winner with who picked it and when. `?format=md` is GitHub Markdown, "
+        "`?format=csv` one row per variant.",
+    )
+    def report(self, request, id):
+        experiment = self.load(id)
+        query(request, ReportQuerySerializer)
+        data = report.build_report(experiment)
+        fmt = request.accepted_renderer.format
+        if fmt == "md":
+            return Response(report.to_markdown(data), content_type="text/markdown; charset=utf-8")
+        if fmt == "csv":
+            response = Response(report.to_csv(data), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="experiment-{experiment.pk}-report.csv"'
+            return response
+        return Response(data)
+
+    def get_renderers(self):
+        if getattr(self, "action", None) == "report":
+            return [renderers.JSONRenderer(), MarkdownRenderer(), CSVRenderer()]
+        return super().get_renderers()
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if getattr(self.request, "accepted_renderer", None) is not None and self.request.accepted_renderer.format != "json":
+            # An error answers JSON ({"code", "detail"}), whatever format the report was asked in.
+            self.request.accepted_renderer, self.request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return response
+
     @extend_schema(request=None, responses=ExperimentSerializer)
     def reopen(self, request, id):
         return self.answer(actions.reopen_experiment(self.load(id, Role.EDITOR), by=request.user))
@@ -175,7 +242,7 @@ class VariantViewSet(ApiViewSet):
         configs = effective_configs(variants, (baseline.config if baseline else None) or {})
         return self.paginated(variants, VariantSerializer, effective_configs=configs)
 
-    @extend_schema(request=VariantCreateSerializer, responses={201: VariantSerializer})
+    @extend_schema(request=VARIANT_CREATE_SCHEMA, responses={201: VariantSerializer})
     def create(self, request, id):
         experiment = self.load_experiment(id, Role.EDITOR)
         data = validated(VariantCreateSerializer, request.data)
@@ -202,7 +269,9 @@ class VariantViewSet(ApiViewSet):
         actions.delete_variant(self.load(id, Role.EDITOR))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses={202: RunSerializer})
+    @extend_schema(request=VariantRunSerializer, responses={202: RunSerializer})
     def run(self, request, id):
-        run = runs.start_variant_run(self.load(id, Role.EDITOR), by=request.user)
+        variant = self.load(id, Role.EDITOR)
+        data = validated(VariantRunSerializer, request.data or {})
+        run = runs.start_variant_run(variant, by=request.user, webhook_url=data.get("webhook_url", ""))
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

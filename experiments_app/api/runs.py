@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from experiments_app import results, runs, webhooks
+from experiments_app import results, runs, waiting, webhooks
 from experiments_app.api.base import ApiViewSet, query
 from experiments_app.auth import BearerTokenAuthentication, TokenPrincipal
 from experiments_app.errors import ValidationFailed
@@ -15,6 +15,7 @@ from experiments_app.serializers import (
     CompareSerializer,
     ResultInputSerializer,
     RunSerializer,
+    RunWaitQuerySerializer,
     TestQuerySerializer,
     TestSerializer,
 )
@@ -36,9 +37,24 @@ class RunViewSet(ApiViewSet):
         require_role(self.request, run.experiment.team_id, needed)
         return run
 
-    @extend_schema(responses=RunSerializer)
+    @extend_schema(
+        parameters=[RunWaitQuerySerializer],
+        responses=RunSerializer,
+        description="The run. With `?wait=N` (1–60) a long poll: answers as soon as the run ends, or after N seconds with "
+        "its current state. The header `X-Wait` says `ended`, `timeout`, or `busy` (the server's waiting places were "
+        "all taken, so it answered at once: ask again).",
+    )
     def retrieve(self, request, id):
-        return Response(RunSerializer(self.load(id)).data)
+        run = self.load(id)
+        seconds = query(request, RunWaitQuerySerializer).get("wait")
+        outcome = None
+        if seconds and run.is_active():
+            outcome = waiting.wait_for_run_end(run.pk, seconds)
+            run.refresh_from_db()
+        response = Response(RunSerializer(run).data)
+        if outcome:
+            response["X-Wait"] = outcome
+        return response
 
     @extend_schema(parameters=[TestQuerySerializer], responses=TestSerializer)
     def list(self, request, id):
@@ -90,7 +106,11 @@ class ResultViewSet(ApiViewSet):
         responses={200: TestSerializer},
         auth=[{"bearerAuth": []}, {"webhookSignature": []}],
         description="Report the result of a test. Authenticate with a team token or sign the body "
-        "like the outbound webhook (headers webhook-id, webhook-timestamp, webhook-signature).",
+        "like the outbound webhook (headers webhook-id, webhook-timestamp, webhook-signature).\n\n"
+        "**The same result.** Posting again is safe: a result counts as the same when its `output`, `passed`, `metrics` "
+        "(compared as JSON values, so key order and `1` vs `1.0` do not matter), `error` and `traceId` all equal what the "
+        "test already holds (a missing `error`/`traceId` equals an empty one). The same result answers 200 and changes "
+        "nothing; a different one for a finished test answers 409; any result for a test of a cancelled run answers 409.",
     )
     def create(self, request, id):
 

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from experiments_app.actions.experiments import apply_transition
+from experiments_app.events import emit
 from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Experiment, Run, RunStatus, Test
 from experiments_app.results import store_summary
 from experiments_app.states import State
@@ -66,5 +67,6 @@ def complete_run(run_id):
         target = experiment_target(experiment.status, status, run.variant.is_baseline)
         if target is not None:
             apply_transition(experiment, target)
+        emit.run_ended(run)
     logger.info("run %s closed: %s (%s)", run_id, status, counts)
     return True

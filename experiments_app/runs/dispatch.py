@@ -101,6 +101,7 @@ class Dispatcher:
         self.sending = 0  # handed to the sender, no outcome yet
         self.envelopes = {}
         self.evaluators = {}
+        self.urls = {}  # a run's own webhook_url (a preview deployment), else the application's
         self.max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
 
     def run(self):
@@ -187,6 +188,7 @@ class Dispatcher:
             run = Run.objects.select_related("experiment", "variant__inference_step").get(pk=run_id)
             self.envelopes[run_id] = webhooks.run_envelope(run)
             self.evaluators[run_id] = run.experiment.evaluators
+            self.urls[run_id] = run.webhook_url or self.application.webhook_url
         return self.envelopes[run_id]
 
     def job(self, test):
@@ -195,7 +197,7 @@ class Dispatcher:
             test_id=test.pk,
             run_id=test.run_id,
             attempt=test.attempts,
-            url=self.application.webhook_url,
+            url=self.urls[test.run_id],
             secret=self.application.webhook_secret,
             msg_id=test.webhook_id,
             payload=payload,

@@ -4,9 +4,10 @@ from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from experiments_app import overrides, states
+from experiments_app import overrides, states, webhooks
 from experiments_app.actions.experiments import apply_transition, variant_effective_config
 from experiments_app.errors import Conflict, ValidationFailed
+from experiments_app.events import emit
 from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Experiment, Run, RunStatus, Test, Variant
 from experiments_app.runs.state import error_tests
 from experiments_app.states import State
@@ -16,7 +17,7 @@ from experiments_app.states import State
 DISPATCH_TASK = "experiments_app.tasks.dispatch_application"
 
 
-def create_run(experiment, variant, config, *, by=None):
+def create_run(experiment, variant, config, *, by=None, webhook_url=""):
     """Insert the run and its tests (tasks × repetitions, with task snapshots) in bulk.
 
     The partial unique constraint on active runs turns a lost race into Conflict.
@@ -24,7 +25,11 @@ def create_run(experiment, variant, config, *, by=None):
     try:
         with transaction.atomic():
             run = Run.objects.create(
-                experiment=experiment, variant=variant, config=config, created_by=by if getattr(by, "pk", None) else None
+                experiment=experiment,
+                variant=variant,
+                config=config,
+                webhook_url=webhook_url or "",
+                created_by=by if getattr(by, "pk", None) else None,
             )
     except IntegrityError:
         raise states.InvalidTransition(experiment.status, experiment.status, "Another run of this experiment is already active.") from None
@@ -63,16 +68,20 @@ def start_baseline_run(experiment, *, by=None):
     return run
 
 
-def start_variant_run(variant, *, by=None):
+def start_variant_run(variant, *, by=None, webhook_url=""):
     """Run a variant (never the baseline): baseline_complete/idle → running_variant.
-    Returns the queued run; raises InvalidTransition (409) otherwise."""
+    `webhook_url`, when given, replaces the application's for this run only (a preview
+    deployment), under the same SSRF rules. Returns the queued run; raises InvalidTransition
+    (409) otherwise, ValidationFailed naming `webhook_url` for a refused URL."""
+    if webhook_url:
+        webhooks.check_webhook_url(webhook_url)
     with transaction.atomic():
         variant = Variant.objects.select_related("experiment__application", "inference_step").get(pk=variant.pk)
         experiment = variant.experiment
         if variant.is_baseline:
             raise states.InvalidTransition(experiment.status, State.RUNNING_VARIANT, "The baseline runs only through run-baseline.")
         apply_transition(experiment, State.RUNNING_VARIANT, by=by)
-        run = create_run(experiment, variant, variant_effective_config(variant), by=by)
+        run = create_run(experiment, variant, variant_effective_config(variant), by=by, webhook_url=webhook_url)
         wake_dispatcher(experiment.application_id)
     return run
 
@@ -94,4 +103,5 @@ def cancel_run(run, *, by=None):
         if experiment.status in states.RUNNING:
             apply_transition(experiment, target, by=by)
         run.refresh_from_db()
+        emit.run_ended(run)
     return run

@@ -199,6 +199,7 @@ def test_run_baseline_answers_202_with_the_queued_run(editor, team, django_captu
         "started_at",
         "completed_at",
         "created_at",
+        "webhook_url",
     }
     assert len(callbacks) == 1  # the dispatch is enqueued on commit
 
