@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from experiments_app import webhooks
+from experiments_app import jsonlimits, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
@@ -22,7 +22,14 @@ from experiments_app.states import State
 
 
 class AnyJSONField(serializers.JSONField):
-    """Any JSON value (documented as such)."""
+    """Any JSON value (documented as such) that can be stored (jsonlimits)."""
+
+    def to_internal_value(self, data):
+        # DRF's own check json.dumps the value, which recurses: refuse what is too deep first.
+        reason = jsonlimits.problem(data, max_depth=jsonlimits.MAX_DEPTH)
+        if reason:
+            raise serializers.ValidationError(f"Cannot be stored: {reason}.")
+        return super().to_internal_value(data)
 
 
 # ---------------------------------------------------------------- errors

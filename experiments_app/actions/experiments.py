@@ -5,7 +5,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from experiments_app import overrides, states
+from experiments_app import jsonlimits, overrides, states
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.evaluation import EVALUATOR_TYPES
 from experiments_app.models import Experiment, InferenceStep, Run, RunStatus, Task, Transition, Variant
@@ -117,6 +117,9 @@ def change_task_selection(experiment, *, add=(), remove=(), by=None):
 def validate_evaluators(evaluators):
     if not isinstance(evaluators, list):
         raise ValidationFailed({"evaluators": "Must be a list of evaluator objects."})
+    too_deep = jsonlimits.field_errors("evaluators", evaluators)
+    if too_deep:
+        raise ValidationFailed(too_deep)
     errors, names = {}, set()
     for index, evaluator in enumerate(evaluators):
         field = f"evaluators[{index}]"

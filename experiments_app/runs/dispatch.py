@@ -7,7 +7,6 @@ side runs in send.py; outcomes come back here and are written in bulk through st
 Retry waits live in `Test.next_attempt_at`; the sweeper wakes a dispatcher for them.
 """
 
-import json
 import logging
 import multiprocessing
 import queue
@@ -17,10 +16,10 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from experiments_app import webhooks
+from experiments_app import jsonlimits, webhooks
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Run, Test, TestStatus
 from experiments_app.runs import policy, state
@@ -77,13 +76,16 @@ def describe_status(status_code):
 
 
 def sync_result(outcome):
-    """The parsed result of a 2xx answer, or raise ValueError with why it is unusable."""
+    """The parsed result of a 2xx answer, or raise ValueError with why it is unusable.
+
+    Decoded by jsonlimits (no NaN/Infinity, bounded depth, storable strings) and checked
+    by parse_result, so nothing the database would refuse reaches the ORM."""
     if outcome.too_large:
         raise ValueError("The answer is larger than the result size limit.")
     try:
-        data = json.loads(outcome.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"HTTP {outcome.status_code} with a body that is not JSON.") from None
+        data = jsonlimits.loads(outcome.body or b"")
+    except jsonlimits.InvalidJSON as invalid:
+        raise ValueError(f"HTTP {outcome.status_code}, but the answer is not valid JSON: {invalid}.") from None
     try:
         return parse_result(data)
     except ValidationFailed as invalid:
@@ -212,10 +214,26 @@ class Dispatcher:
 def record_outcomes(outcomes, application, evaluators, max_attempts):
     """Write a batch of delivery outcomes: one DeliveryAttempt each, and the test's new state
     where the test still awaits that attempt (a callback or a cancel may have come first).
-    Returns the ids of runs that got terminal tests (candidates for closing)."""
+    Returns the ids of runs that got terminal tests (candidates for closing).
+
+    One answer never costs the others: when the batch cannot be written, each outcome is
+    written on its own, and a test whose outcome the database refuses is errored with why.
+    A lost connection is not an answer's fault: it propagates (the tests' leases bring them back).
+    """
+    try:
+        return write_outcomes(outcomes, application, evaluators, max_attempts, isolated=False)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("writing %d outcomes of application %s failed; writing them one by one", len(outcomes), application.pk)
+    return write_outcomes(outcomes, application, evaluators, max_attempts, isolated=True)
+
+
+def write_outcomes(outcomes, application, evaluators, max_attempts, *, isolated):
     now = timezone.now()
     by_test = {outcome.job.test_id: outcome for outcome in outcomes}
     attempts = []
+    ended = {}
     with transaction.atomic():
         tests = Test.objects.select_for_update(of=("self",)).filter(pk__in=list(by_test), status=TestStatus.DISPATCHED)
         current = {test.pk: test for test in tests}
@@ -233,11 +251,43 @@ def record_outcomes(outcomes, application, evaluators, max_attempts):
             test = current.get(outcome.job.test_id)
             if test is None or test.attempts != outcome.job.attempt:
                 continue  # finished meanwhile (callback, cancel, sweeper): this answer is ignored
-            apply_outcome(test, outcome, attempt, application, evaluators.get(test.run_id, []), max_attempts, now)
-            changed.append(test)
+            try:
+                apply_outcome(test, outcome, attempt, application, evaluators.get(test.run_id, []), max_attempts, now)
+            except Exception as failure:  # an answer's content must never stop the dispatcher
+                logger.exception("the outcome of test %s could not be applied", test.pk)
+                reason = f"The answer could not be used ({type(failure).__name__}: {str(failure)[:300]})."
+                attempt.error = reason
+                state.finish_unusable(test, reason, now)
+            if isolated:
+                merge_ended(ended, save_alone(test, attempt, now))
+            else:
+                changed.append(test)
         DeliveryAttempt.objects.bulk_create(attempts)
-        ended = state.save_tests(changed)
+        if not isolated:
+            ended = state.save_tests(changed)
     return list(ended)
+
+
+def save_alone(test, attempt, now):
+    """Write one test's new state in a savepoint; if the database refuses it, error the test
+    instead, without the result it could not store. Returns save_tests' {run id: [status]}."""
+    try:
+        with transaction.atomic():
+            return state.save_tests([test])
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as failure:
+        logger.exception("the outcome of test %s could not be stored", test.pk)
+        reason = f"The answer could not be stored ({type(failure).__name__}: {str(failure)[:300]})."
+        attempt.error = reason
+        state.finish_unusable(test, reason, now)
+        with transaction.atomic():
+            return state.save_tests([test])
+
+
+def merge_ended(ended, more):
+    for run_id, statuses in more.items():
+        ended.setdefault(run_id, []).extend(statuses)
 
 
 def apply_outcome(test, outcome, attempt, application, evaluators, max_attempts, now):
