@@ -9,7 +9,7 @@ from experiments_app import results, runs, webhooks
 from experiments_app.api.base import ApiViewSet, query
 from experiments_app.auth import BearerTokenAuthentication, TokenPrincipal
 from experiments_app.errors import ValidationFailed
-from experiments_app.models import DeliveryAttempt, Role, Run, Test
+from experiments_app.models import DeliveryAttempt, Role, Run, Test, role_at_least
 from experiments_app.permissions import get_visible, require_role
 from experiments_app.serializers import (
     CompareSerializer,
@@ -110,6 +110,10 @@ class ResultViewSet(ApiViewSet):
             test = tests.filter(pk=id).first()
             if test is None or not isinstance(user, TokenPrincipal) or test.run.experiment.team_id != user.team.pk:
                 raise exceptions.NotFound()
+            if not role_at_least(user.role, Role.EDITOR):
+                raise exceptions.PermissionDenied(
+                    f"Posting results needs an editor or admin token (or the signature); this token is a {user.role}'s."
+                )
             return test
         if all(request.headers.get(name) for name in SIGNATURE_HEADERS):
             test = tests.filter(pk=id).first()
