@@ -148,6 +148,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+# The filesystem broker cannot wake an event loop, so a prefork worker on it uses billiard's
+# blocking pool, whose idle processes share one read lock on the task queue: a pool process
+# killed while waiting for work left it held and every process started in its place hung.
+# Threads share no such lock (and cost less memory); with Redis, prefork gets a queue per process.
+CELERY_WORKER_POOL = envstr("CELERY_WORKER_POOL", "threads" if CELERY_BROKER_URL.startswith("filesystem://") else "prefork")
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

@@ -47,26 +47,29 @@ OUTCOME_WAIT_SECONDS = 0.5
 
 # --- warm shutdown ----------------------------------------------------------------
 # A worker's warm shutdown waits for running tasks, and a dispatcher runs as long as its
-# application has work. So the worker's main process raises this flag (an Event made
+# application has work. So the worker's main process raises this flag (shared memory made
 # before the pool forks, so its children share it) and dispatchers stop claiming, finish
 # what is in flight, hand back what was claimed but not sent, and leave the rest to
 # another worker.
+# The flag is one byte read and written without a lock. A multiprocessing.Event takes a
+# process-shared lock on every is_set(): a pool process SIGKILLed inside it left that lock
+# held, and every dispatcher after it, in new pool processes too, blocked forever.
 _shutdown = None
 
 
 def prepare_shutdown_flag():
     """Create the shared flag; call in the worker's main process before the pool starts."""
     global _shutdown
-    _shutdown = multiprocessing.get_context("fork").Event()
+    _shutdown = multiprocessing.get_context("fork").RawValue("b", 0)
 
 
 def begin_shutdown():
     if _shutdown is not None:
-        _shutdown.set()
+        _shutdown.value = 1
 
 
 def is_shutting_down():
-    return _shutdown is not None and _shutdown.is_set()
+    return _shutdown is not None and _shutdown.value == 1
 
 
 def describe_status(status_code):
