@@ -183,6 +183,15 @@ DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
 # that (the worker died mid-request) the sweeper hands it to another dispatcher.
 DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECONDS", 15.0)
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
+# A dispatcher that holds its lease but has not moved for this long (or 2 × timeout_seconds plus
+# the margin, if longer) is stalled: the sweeper takes its application back (runs/health.py).
+DISPATCH_STALL_SECONDS = envfloat("DISPATCH_STALL_SECONDS", 60.0)
+# A test whose worker died while sending it this many times is errored, not sent again.
+DISPATCH_MAX_LOST_ATTEMPTS = envint("DISPATCH_MAX_LOST_ATTEMPTS", 3)
+# An application whose deliveries all fail, at least this many in a row over at least this
+# long, is disabled until someone re-enables it.
+APPLICATION_DISABLE_AFTER_FAILURES = envint("APPLICATION_DISABLE_AFTER_FAILURES", 100)
+APPLICATION_DISABLE_AFTER_SECONDS = envfloat("APPLICATION_DISABLE_AFTER_SECONDS", 3600.0)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {

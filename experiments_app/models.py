@@ -103,6 +103,18 @@ class Application(models.Model):
     # Only one dispatcher at a time sends to an application, so max_concurrency
     # holds across every worker: it holds this lease while it works.
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)
+    # Written with the lease: when the dispatcher last moved (claimed, recorded, idled), and
+    # its current in-flight limit (AIMD, at most max_concurrency). A lease held without
+    # progress is taken away by the sweeper, which marks the application stalled (runs/health.py).
+    dispatch_progress_at = models.DateTimeField(null=True, blank=True)
+    dispatch_limit = models.PositiveIntegerField(null=True, blank=True)
+    dispatch_stalled_since = models.DateTimeField(null=True, blank=True)
+    # Every delivery failing since `failing_since` (reset by any success); past the limits in
+    # settings the application is disabled, with the reason, until someone re-enables it.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -116,6 +128,9 @@ class Application(models.Model):
 
     def __str__(self):
         return self.name
+
+    def is_disabled(self):
+        return self.disabled_at is not None
 
     def rotate_secret(self):
         self.webhook_secret = new_webhook_secret()
@@ -363,6 +378,10 @@ class Test(models.Model):
     task_expected = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Attempts whose worker died before recording an answer (lease expired): a test with any
+    # is sent alone, and errored after DISPATCH_MAX_LOST_ATTEMPTS, so that a test that kills
+    # its worker costs its neighbours nothing.
+    lost_attempts = models.PositiveSmallIntegerField(default=0)
     output = models.JSONField(null=True, blank=True)
     has_output = models.BooleanField(default=False)
     reported_passed = models.BooleanField(null=True, blank=True)
@@ -433,7 +452,17 @@ class Transition(models.Model):
     from_status = models.CharField(max_length=20, choices=State.choices)
     to_status = models.CharField(max_length=20, choices=State.choices)
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # An API token acts without a user: the token is who.
+    by_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["at", "id"]
+
+    def actor(self):
+        """Who made the change, for the history: a user, a token, or the system (a run ending)."""
+        if self.by_id:
+            return self.by.get_username()
+        if self.by_token_id:
+            return f"API token {self.by_token.prefix}… ({self.by_token.role})"
+        return "system"

@@ -22,7 +22,7 @@ from django.utils import timezone
 from experiments_app import jsonlimits, webhooks
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Run, Test, TestStatus
-from experiments_app.runs import policy, state
+from experiments_app.runs import health, policy, state, throttle
 from experiments_app.runs.claim import (
     acquire_lease,
     active_runs,
@@ -36,6 +36,7 @@ from experiments_app.runs.complete import complete_if_done
 from experiments_app.runs.ingest import parse_result
 from experiments_app.runs.send import Job, Sender
 from experiments_app.runs.start import DISPATCH_TASK
+from experiments_app.runs.throttle import InFlightLimit
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,12 @@ class Dispatcher:
         self.envelopes = {}
         self.evaluators = {}
         self.max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
+        self.limit = InFlightLimit(application.max_concurrency)
+        self.limit_shown = (application.max_concurrency, time.monotonic())  # what the run page last got
+        self.isolated = None  # a test whose last attempt was lost, in flight alone
+        self.moved_at = timezone.now()  # progress, for the stall check (health.py)
+        self.moved_since_renewal = True
+        self.disabled = False
 
     def run(self):
         sender = Sender(self.application.max_concurrency, max_body_bytes=settings.RESULT_MAX_BYTES).start()
@@ -114,24 +121,36 @@ class Dispatcher:
             self.loop(sender)
         finally:
             # Never leave outcomes unrecorded: wait for what is in flight; claimed tests
-            # that were never sent go back to the queue without costing an attempt.
+            # that were never sent go back to the queue without costing an attempt. Every
+            # request ends within its timeout; past that (a stuck sender) the tests' own
+            # leases bring them back.
             self.hand_back()
-            while self.sending:
+            deadline = time.monotonic() + self.application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS
+            while self.sending and time.monotonic() < deadline:
                 self.record(self.wait(sender, OUTCOME_WAIT_SECONDS))
             sender.close()
+
+    def moved(self):
+        self.moved_at = timezone.now()
+        self.moved_since_renewal = True
 
     def loop(self, sender):
         idle_limit = settings.DISPATCH_IDLE_SECONDS
         cap = self.application.max_concurrency
         while True:
-            if is_shutting_down() or not self.keep_lease():
+            if is_shutting_down() or self.disabled or not self.keep_lease():
                 return
             queued = len(self.waiting) + self.sending
             free = cap * (1 + QUEUE_FACTOR) - queued
             # Claim in batches, not one test per answer, unless the sender is short of work.
             if free >= max(1, cap // 4) or queued < cap:
-                self.waiting.extend(claim_tests(self.application, free))
+                claimed = claim_tests(self.application, free)
+                if claimed:
+                    self.waiting.extend(claimed)
+                    self.moved()
             self.start_jobs(sender)
+            if not self.sending:
+                self.moved()  # nothing in flight (idle, or paused by Retry-After): healthy
             if not self.sending and not self.waiting:
                 due = next_due_at(self.application.pk)
                 if due is None:
@@ -149,16 +168,31 @@ class Dispatcher:
         """Send claimed tests into the free slots, each only if its run is still active.
 
         The check is made here, right before the requests start, so no delivery of a run
-        starts after its cancel has answered (the cancel already errored those tests)."""
-        free = min(self.application.max_concurrency - self.sending, len(self.waiting))
-        if free <= 0:
+        starts after its cancel has answered (the cancel already errored those tests).
+        At most the in-flight limit (throttle.py) is in flight; a test whose last attempt was
+        lost with its worker goes alone, so that if it kills this worker too, nothing else is lost."""
+        if self.isolated is not None:
             return
-        batch = [self.waiting.popleft() for _ in range(free)]
+        free = min(self.limit.free_slots(self.sending), len(self.waiting))
+        batch = []
+        while len(batch) < free:
+            test = self.waiting.popleft()
+            if test.lost_attempts:
+                if batch or self.sending:
+                    self.waiting.appendleft(test)  # waits for what is in flight, then goes alone
+                    break
+                batch, self.isolated = [test], test.pk
+                break
+            batch.append(test)
+        if not batch:
+            return
         active = active_runs({test.run_id for test in batch})
         for test in batch:
             if test.run_id in active:
                 sender.submit(self.job(test))
                 self.sending += 1
+            elif test.pk == self.isolated:
+                self.isolated = None
 
     def hand_back(self):
         if self.waiting:
@@ -168,7 +202,11 @@ class Dispatcher:
     def keep_lease(self):
         if time.monotonic() - self.renewed_at < settings.DISPATCH_LEASE_SECONDS / 3:
             return True
-        token = renew_lease(self.application.pk, self.token)
+        progress = {"dispatch_progress_at": self.moved_at, "dispatch_limit": self.limit.current}
+        if self.moved_since_renewal:
+            progress["dispatch_stalled_since"] = None
+        token = renew_lease(self.application.pk, self.token, **progress)
+        self.moved_since_renewal = False
         if token is None:
             logger.warning("dispatch lease of application %s was taken over; stopping", self.application.pk)
             return False
@@ -210,8 +248,27 @@ class Dispatcher:
     def record(self, outcomes):
         if not outcomes:
             return
+        self.moved()
+        for outcome in outcomes:
+            if outcome.job.test_id == self.isolated:
+                self.isolated = None
+            if throttle.is_throttling(outcome.status_code):
+                retry_after = policy.parse_retry_after(outcome.retry_after)
+                self.limit.on_throttled(min(retry_after, settings.WEBHOOK_RETRY_AFTER_MAX_SECONDS) if retry_after else None)
+            elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
+                self.limit.on_success()
+        self.show_limit()
         for run_id in record_outcomes(outcomes, self.application, self.evaluators, self.max_attempts):
             complete_if_done(run_id)
+        if health.note_outcomes(self.application.pk, outcomes, timezone.now()):
+            self.disabled = True
+
+    def show_limit(self):
+        """Write the in-flight limit for the run page when it changed (at most once a second)."""
+        shown, at = self.limit_shown
+        if self.limit.current != shown and time.monotonic() - at >= 1.0:
+            Application.objects.filter(pk=self.application.pk, dispatch_lease_until=self.token).update(dispatch_limit=self.limit.current)
+            self.limit_shown = (self.limit.current, time.monotonic())
 
 
 def record_outcomes(outcomes, application, evaluators, max_attempts):
@@ -336,13 +393,14 @@ def dispatch_application(application_id):
         dispatcher = None
         try:
             application = Application.objects.filter(pk=application_id).first()
-            if application is None:
+            if application is None or application.is_disabled():
                 return sessions
             dispatcher = Dispatcher(application, token)
             dispatcher.run()
             sessions += 1
         finally:
-            release_lease(application_id, dispatcher.token if dispatcher else token)
+            moved = {"dispatch_progress_at": dispatcher.moved_at, "dispatch_stalled_since": None} if dispatcher else {}
+            release_lease(application_id, dispatcher.token if dispatcher else token, **moved)
         # Tests that became due while we were finishing found our lease held; take them now.
         if not has_due_tests(application_id):
             return sessions

@@ -9,6 +9,7 @@ from django.views.decorators.vary import vary_on_headers
 from experiments_app import actions, webhooks
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Role
+from experiments_app.runs import health
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
 
@@ -133,6 +134,17 @@ def ping(request, pk):
         level,
         f"Test delivery: {outcome} in {result['duration_ms']:.0f} ms. {result['error'] if result['status_code'] else ''}".strip(),
     )
+    return redirect("webui:application-detail", pk=application.pk)
+
+
+@require_POST
+@team_member
+def enable(request, pk):
+    """Re-enable an application that was disabled after failing every delivery (one click)."""
+    application = load_application(request, pk)
+    require_role(request, application.team_id, Role.ADMIN)
+    health.enable_application(application)
+    messages.success(request, f"{application.name} is enabled again.")
     return redirect("webui:application-detail", pk=application.pk)
 
 
