@@ -186,6 +186,8 @@ RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
 # A dispatcher that holds its lease but has not moved for this long (or 2 × timeout_seconds plus
 # the margin, if longer) is stalled: the sweeper takes its application back (runs/health.py).
 DISPATCH_STALL_SECONDS = envfloat("DISPATCH_STALL_SECONDS", 60.0)
+# A dispatcher keeps its requests and their answers through a database outage this long.
+DISPATCH_DATABASE_OUTAGE_SECONDS = envfloat("DISPATCH_DATABASE_OUTAGE_SECONDS", 60.0)
 # A test whose worker died while sending it this many times is errored, not sent again.
 DISPATCH_MAX_LOST_ATTEMPTS = envint("DISPATCH_MAX_LOST_ATTEMPTS", 3)
 # An application whose deliveries all fail, at least this many in a row over at least this

@@ -12,3 +12,5 @@ urlpatterns = [
     path("api/v1/", include("experiments_app.urls", namespace="api")),
     path("", include("webui.urls", namespace="webui")),
 ]
+
+handler500 = "webui.views.errors.server_error"

@@ -7,6 +7,7 @@ side runs in send.py; outcomes come back here and are written in bulk through st
 Retry waits live in `Test.next_attempt_at`; the sweeper wakes a dispatcher for them.
 """
 
+import itertools
 import logging
 import multiprocessing
 import queue
@@ -16,7 +17,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from experiments_app import jsonlimits, webhooks
@@ -114,6 +115,8 @@ class Dispatcher:
         self.moved_at = timezone.now()  # progress, for the stall check (health.py)
         self.moved_since_renewal = True
         self.disabled = False
+        self.unrecorded = []  # answers whose write failed because the database was unreachable
+        self.database_lost_at = None
 
     def run(self):
         sender = Sender(self.application.max_concurrency, max_body_bytes=settings.RESULT_MAX_BYTES).start()
@@ -126,7 +129,7 @@ class Dispatcher:
             # leases bring them back.
             self.hand_back()
             deadline = time.monotonic() + self.application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS
-            while self.sending and time.monotonic() < deadline:
+            while (self.sending or self.unrecorded) and time.monotonic() < deadline:
                 self.record(self.wait(sender, OUTCOME_WAIT_SECONDS))
             sender.close()
 
@@ -135,34 +138,52 @@ class Dispatcher:
         self.moved_since_renewal = True
 
     def loop(self, sender):
+        while True:
+            try:
+                if not self.step(sender):
+                    return
+                self.database_lost_at = None
+            except (OperationalError, InterfaceError):
+                # The database is unreachable: keep the requests in flight and their answers,
+                # and try again, for up to DISPATCH_DATABASE_OUTAGE_SECONDS.
+                now = time.monotonic()
+                self.database_lost_at = self.database_lost_at or now
+                if now - self.database_lost_at > settings.DISPATCH_DATABASE_OUTAGE_SECONDS:
+                    raise
+                logger.warning("application %s: the database is unreachable; trying again", self.application.pk)
+                connection.close()
+                time.sleep(1.0)
+
+    def step(self, sender):
+        """One turn of the loop; False when this dispatcher is done."""
         idle_limit = settings.DISPATCH_IDLE_SECONDS
         cap = self.application.max_concurrency
-        while True:
-            if is_shutting_down() or self.disabled or not self.keep_lease():
-                return
-            queued = len(self.waiting) + self.sending
-            free = cap * (1 + QUEUE_FACTOR) - queued
-            # Claim in batches, not one test per answer, unless the sender is short of work.
-            if free >= max(1, cap // 4) or queued < cap:
-                claimed = claim_tests(self.application, free)
-                if claimed:
-                    self.waiting.extend(claimed)
-                    self.moved()
-            self.start_jobs(sender)
-            if not self.sending:
-                self.moved()  # nothing in flight (idle, or paused by Retry-After): healthy
-            if not self.sending and not self.waiting:
-                due = next_due_at(self.application.pk)
-                if due is None:
-                    return
-                wait = (due - timezone.now()).total_seconds()
-                if wait > idle_limit:
-                    return  # the sweeper wakes a dispatcher when it falls due
-                time.sleep(min(max(wait, 0.01), 1.0))
-                continue
-            outcomes = self.wait(sender, OUTCOME_WAIT_SECONDS)
-            self.start_jobs(sender)  # refill the freed slots before writing outcomes
-            self.record(outcomes)
+        if is_shutting_down() or self.disabled or not self.keep_lease():
+            return False
+        queued = len(self.waiting) + self.sending
+        free = cap * (1 + QUEUE_FACTOR) - queued
+        # Claim in batches, not one test per answer, unless the sender is short of work.
+        if self.isolated is None and (free >= max(1, cap // 4) or queued < cap):
+            claimed = claim_tests(self.application, free)
+            if claimed:
+                self.waiting.extend(claimed)
+                self.moved()
+        self.start_jobs(sender)
+        if not self.sending:
+            self.moved()  # nothing in flight (idle, or paused by Retry-After): healthy
+        if not self.sending and not self.waiting and not self.unrecorded:
+            due = next_due_at(self.application.pk)
+            if due is None:
+                return False
+            wait = (due - timezone.now()).total_seconds()
+            if wait > idle_limit:
+                return False  # the sweeper wakes a dispatcher when it falls due
+            time.sleep(min(max(wait, 0.01), 1.0))
+            return True
+        outcomes = self.wait(sender, OUTCOME_WAIT_SECONDS)
+        self.start_jobs(sender)  # refill the freed slots before writing outcomes
+        self.record(outcomes)
+        return True
 
     def start_jobs(self, sender):
         """Send claimed tests into the free slots, each only if its run is still active.
@@ -175,18 +196,23 @@ class Dispatcher:
             return
         free = min(self.limit.free_slots(self.sending), len(self.waiting))
         batch = []
-        while len(batch) < free:
-            test = self.waiting.popleft()
+        for test in list(itertools.islice(self.waiting, free)):
             if test.lost_attempts:
-                if batch or self.sending:
-                    self.waiting.appendleft(test)  # waits for what is in flight, then goes alone
-                    break
-                batch, self.isolated = [test], test.pk
-                break
+                if not batch and not self.sending:
+                    batch = [test]  # alone: see below
+                break  # otherwise it waits for what is in flight, then goes alone
             batch.append(test)
         if not batch:
             return
+        # Asked before anything leaves the queue: if the database is unreachable, nothing is lost.
         active = active_runs({test.run_id for test in batch})
+        for _ in batch:
+            self.waiting.popleft()
+        if batch[0].lost_attempts:
+            # Nothing else in flight and nothing else claimed, so that if this test kills the
+            # worker again, no other test loses an attempt with it.
+            self.isolated = batch[0].pk
+            self.hand_back()
         for test in batch:
             if test.run_id in active:
                 sender.submit(self.job(test))
@@ -246,8 +272,17 @@ class Dispatcher:
         )
 
     def record(self, outcomes):
+        # Answers not yet written (the database was unreachable) go first, once.
+        outcomes, self.unrecorded = [*self.unrecorded, *outcomes], []
         if not outcomes:
             return
+        try:
+            self.write(outcomes)
+        except (OperationalError, InterfaceError):
+            self.unrecorded = outcomes
+            raise
+
+    def write(self, outcomes):
         self.moved()
         for outcome in outcomes:
             if outcome.job.test_id == self.isolated:

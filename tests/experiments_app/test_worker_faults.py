@@ -15,12 +15,10 @@ import pytest
 from django.conf import settings
 
 from experiments_app import runs, tasks
-from experiments_app.models import DeliveryAttempt, Run, RunStatus, Test
-from experiments_app.models import TestStatus as Status
+from experiments_app.models import Run, RunStatus
 from experiments_app.runs import dispatch
 from tests.engine_fixtures import Reply, database_url, start_baseline, start_worker, wait_for
-
-FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+from tests.fault_fixtures import check_invariant
 
 
 def children(pid):
@@ -37,27 +35,12 @@ def children(pid):
     return found
 
 
-def check_invariant(run_id, receiver=None):
-    """Every test terminal exactly once; the stored counts equal a recount; one attempt row per attempt."""
-    run = Run.objects.get(pk=run_id)
-    assert run.status in FINISHED
-    recount = run.count_tests()
-    assert {"total": run.total, "passed": run.passed, "failed": run.failed, "errored": run.errored} == recount
-    assert not Test.objects.filter(run=run).exclude(status__in=(Status.PASSED, Status.FAILED, Status.ERRORED)).exists()
-    for test in Test.objects.filter(run=run):
-        numbers = list(DeliveryAttempt.objects.filter(test=test).order_by("number").values_list("number", flat=True))
-        assert numbers == list(range(1, test.attempts + 1)), f"attempt log of {test} has gaps or repeats: {numbers}"
-        if receiver is not None:
-            assert len({request.headers["webhook-id"] for request in receiver.for_test(test.pk)}) <= 1
-    return run
-
-
 def sweep_until_finished(run_id, queue, timeout, every=1.0):
     """Do the beat's job (a sweep every `every` s, waking dispatchers on `queue`) until the run ends."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         run = Run.objects.get(pk=run_id)
-        if run.status in FINISHED:
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
             return time.monotonic() - started
         runs.sweep_tests(wake=lambda application_id: tasks.dispatch_application.apply_async(args=[str(application_id)], queue=queue))
         time.sleep(every)
@@ -139,3 +122,21 @@ def test_killing_every_pool_process_mid_run_leaves_no_test_stuck(receiver, live_
     run = check_invariant(run.pk, receiver)
     assert (run.status, run.total, run.passed) == (RunStatus.SUCCEEDED, 60, 60)
     print(f"recovered {time.monotonic() - killed_at:.1f} s after the kill")
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_worker_exits_promptly_on_sigterm(live_server, tmp_path):
+    """A process manager's SIGTERM (honcho on Ctrl-C): a healthy idle worker and its pool are gone within seconds."""
+    worker = start_worker(database_url(), live_server.url, tmp_path / "idle.log", queues=[f"idle-{os.getpid()}"], concurrency=2)
+    pool = children(worker.process.pid)
+    worker.process.terminate()
+    stopped_at = time.monotonic()
+    try:
+        worker.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        pytest.fail(f"an idle worker was still running 10 s after SIGTERM:\n{worker.log()[-2000:]}")
+    took = time.monotonic() - stopped_at
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pool), 5, message="the pool processes to exit")
+    print(f"idle worker exited {took:.1f} s after SIGTERM")
