@@ -42,6 +42,23 @@ DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
+# Behind HTTPS in production (HTTPS=true): secure cookies, redirects and HSTS, so that
+# `manage.py check --deploy` passes. SECURE_PROXY_SSL_HEADER trusts a proxy's X-Forwarded-Proto.
+HTTPS = envbool("HTTPS", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", HTTPS)
+if envbool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Fernet keys that encrypt webhook secrets at rest (experiments_app/secrets_at_rest.py), comma-separated:
+# the first encrypts, all decrypt. Empty: a key derived from SECRET_KEY (development only).
+SECRETS_ENCRYPTION_KEYS = envlist("SECRETS_ENCRYPTION_KEYS", "")
+# After a secret rotation the old secret still signs and verifies this long (24 h).
+WEBHOOK_SECRET_ROTATION_SECONDS = envint("WEBHOOK_SECRET_ROTATION_SECONDS", 24 * 3600)
 # Hosts allowed to resolve to private/loopback/link-local addresses (SSRF guard).
 WEBHOOK_ALLOWED_HOSTS = envlist("WEBHOOK_ALLOWED_HOSTS", "")
 # Absolute base of the callbackUrl sent to applications; empty means "where we serve".
@@ -113,6 +130,26 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME", "") or None}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The cache holds the rate-limit counters (experiments_app/ratelimit.py). With Redis every web
+# process shares them (CACHE_URL, by default the broker's Redis); the file cache is shared by the
+# processes of one machine only.
+CACHE_URL = envstr("CACHE_URL", "") or (envstr("CELERY_BROKER_URL") if envstr("CELERY_BROKER_URL").startswith("redis") else "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "dashboard"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
+# "N/S": at most N requests in S seconds. Sign-in attempts per address and per user name;
+# result posts per application.
+RATE_LIMIT_LOGIN_IP = envstr("RATE_LIMIT_LOGIN_IP", "100/300")
+RATE_LIMIT_LOGIN = envstr("RATE_LIMIT_LOGIN", "10/300")
+RATE_LIMIT_RESULTS = envstr("RATE_LIMIT_RESULTS", "6000/60")
 
 AUTH_PASSWORD_VALIDATORS = []
 LOGIN_URL = "/accounts/login/"

@@ -4,13 +4,16 @@ import base64
 import hashlib
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
+from django.utils import timezone
 
 from experiments_app import states
 from experiments_app.overrides import PARAMETERS
+from experiments_app.secrets_at_rest import EncryptedTextField
 from experiments_app.states import BRANCHABLE, RUNNING, SCOPE_EDITABLE, State
 
 
@@ -96,7 +99,10 @@ class Application(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="applications")
     name = models.CharField(max_length=200)
     webhook_url = models.URLField(max_length=2000)
-    webhook_secret = models.CharField(max_length=200, default=new_webhook_secret)
+    webhook_secret = EncryptedTextField(default=new_webhook_secret)
+    # After a rotation the old secret keeps signing (beside the new one) and verifying until then.
+    previous_webhook_secret = EncryptedTextField(blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     timeout_seconds = models.PositiveIntegerField(default=30)
     result_timeout_seconds = models.PositiveIntegerField(default=300)
     max_concurrency = models.PositiveIntegerField(default=20)
@@ -133,9 +139,20 @@ class Application(models.Model):
         return self.disabled_at is not None
 
     def rotate_secret(self):
+        """A new secret; the old one stays valid for WEBHOOK_SECRET_ROTATION_SECONDS (both sign meanwhile)."""
+        self.previous_webhook_secret = self.webhook_secret
+        self.previous_secret_expires_at = timezone.now() + timedelta(seconds=settings.WEBHOOK_SECRET_ROTATION_SECONDS)
         self.webhook_secret = new_webhook_secret()
-        self.save(update_fields=["webhook_secret", "updated_at"])
+        self.save(update_fields=["webhook_secret", "previous_webhook_secret", "previous_secret_expires_at", "updated_at"])
         return self.webhook_secret
+
+    def signing_secrets(self):
+        """The secrets that sign deliveries and verify results now: the current one, then the
+        previous one while its rotation window lasts."""
+        secrets_now = [self.webhook_secret]
+        if self.previous_webhook_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > timezone.now():
+            secrets_now.append(self.previous_webhook_secret)
+        return secrets_now
 
 
 class InferenceStep(models.Model):

@@ -48,22 +48,29 @@ def sign(secret, msg_id, timestamp, body):
 
 
 def signed_headers(secret, msg_id, body, *, timestamp=None):
-    """The three Standard Webhooks headers plus content type for `body` (bytes)."""
+    """The three Standard Webhooks headers plus content type for `body` (bytes).
+
+    `secret` may be a list (during a rotation): `webhook-signature` then carries one signature
+    per secret, space-separated, as the specification allows; a verifier accepts any."""
     timestamp = int(time.time() if timestamp is None else timestamp)
+    secrets_now = [secret] if isinstance(secret, str) else list(secret)
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(sign(each, msg_id, timestamp, body) for each in secrets_now),
     }
 
 
 def verify_signature(secret, headers, body):
-    """True when `headers` carry a valid, fresh (±5 min) Standard Webhooks signature of `body`.
+    """True when `headers` carry a valid, fresh (±5 min) Standard Webhooks signature of `body`,
+    made with `secret` (or any of a list of secrets: the current and, during a rotation, the previous).
 
     `headers` is any mapping (Django's request.headers, a dict); names are case-insensitive.
     """
+    if not isinstance(secret, str):
+        return any(verify_signature(each, headers, body) for each in secret if each)
     lowered = {str(key).lower(): value for key, value in dict(headers).items()}
     msg_id = lowered.get("webhook-id")
     timestamp = lowered.get("webhook-timestamp")
@@ -287,7 +294,7 @@ def ping(application):
     """
     body = encode(ping_payload())
     msg_id = "msg_ping_" + base64.b32encode(hashlib.sha256(body).digest()[:10]).decode().lower()
-    headers = signed_headers(application.webhook_secret, msg_id, body)
+    headers = signed_headers(application.signing_secrets(), msg_id, body)
     started = time.perf_counter()
     status_code, error = None, ""
     try:

@@ -18,6 +18,11 @@ def user_or_none(by):
     return by if getattr(by, "is_authenticated", False) and getattr(by, "pk", None) else None
 
 
+def token_of(by):
+    """The API token a request acted with (a TokenPrincipal carries it), else None."""
+    return getattr(by, "token", None)
+
+
 def apply_transition(experiment, target, *, by=None, **fields):
     """Move `experiment` to `target` with a conditional update and record a Transition.
 
@@ -31,7 +36,9 @@ def apply_transition(experiment, target, *, by=None, **fields):
     if updated == 0:
         fresh = Experiment.objects.filter(pk=experiment.pk).values_list("status", flat=True).first()
         raise states.InvalidTransition(fresh or current, target, "The experiment changed meanwhile; reload and try again.")
-    Transition.objects.create(experiment=experiment, verb=verb, from_status=current, to_status=target, by=user_or_none(by))
+    Transition.objects.create(
+        experiment=experiment, verb=verb, from_status=current, to_status=target, by=user_or_none(by), by_token=token_of(by)
+    )
     experiment.status = target
     for name, value in fields.items():
         setattr(experiment, name, value)

@@ -1,11 +1,12 @@
 """Runs, their tests, comparison of two runs, and result ingestion (SPEC §5)."""
 
+from django.conf import settings
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from experiments_app import results, runs, webhooks
+from experiments_app import ratelimit, results, runs, webhooks
 from experiments_app.api.base import ApiViewSet, query
 from experiments_app.auth import BearerTokenAuthentication, TokenPrincipal
 from experiments_app.errors import ValidationFailed
@@ -62,8 +63,8 @@ class RunViewSet(ApiViewSet):
 
 
 def signed_by_application(request, test):
-    secret = test.run.experiment.application.webhook_secret
-    return webhooks.verify_signature(secret, request.headers, request.body)
+    secrets_now = test.run.experiment.application.signing_secrets()
+    return webhooks.verify_signature(secrets_now, request.headers, request.body)
 
 
 @extend_schema(tags=["tests"])
@@ -97,6 +98,10 @@ class ResultViewSet(ApiViewSet):
         body = request.body  # read first: the signature covers the raw bytes
         test = self.authorize(request, id, body)
         self.experiment = test.run.experiment
+        wait = ratelimit.hit("results", self.experiment.application_id, settings.RATE_LIMIT_RESULTS)
+        if wait:
+            allowed, window = ratelimit.parse(settings.RATE_LIMIT_RESULTS)
+            raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
         runs.record_result(test.pk, request.data, source="callback")
         return Response(TestSerializer(test_queryset().get(pk=test.pk)).data)
 

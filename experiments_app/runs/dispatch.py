@@ -265,7 +265,7 @@ class Dispatcher:
             run_id=test.run_id,
             attempt=test.attempts,
             url=self.application.webhook_url,
-            secret=self.application.webhook_secret,
+            secret=self.application.signing_secrets(),
             msg_id=test.webhook_id,
             payload=payload,
             timeout=float(self.application.timeout_seconds),
