@@ -56,6 +56,9 @@ class ApplicationSerializer(serializers.ModelSerializer):
             "timeout_seconds",
             "result_timeout_seconds",
             "max_concurrency",
+            "disabled_at",
+            "disabled_reason",
+            "dispatch_stalled_since",
             "created_at",
             "updated_at",
         ]

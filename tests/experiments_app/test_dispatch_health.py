@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,9 +15,10 @@ from experiments_app.errors import Conflict
 from experiments_app.models import Application, Role, Run, RunStatus, Test
 from experiments_app.runs import health
 from experiments_app.runs.throttle import InFlightLimit
-from tests.api_fixtures import ready_experiment
+from tests.api_fixtures import client_for, ready_experiment
 from tests.engine_fixtures import Reply, start_baseline
-from tests.factories import make_application, make_user
+from tests.factories import make_application, make_token, make_user
+from webui.views.errors import server_error
 
 # ------------------------------------------------------------------ AIMD, pure
 
@@ -213,3 +215,30 @@ def test_a_viewer_cannot_re_enable(client, team):
     client.force_login(make_user(team, Role.VIEWER))
     assert client.post(reverse("webui:application-enable", kwargs={"pk": application.pk})).status_code == 403
     assert Application.objects.get(pk=application.pk).is_disabled()
+
+
+@pytest.mark.django_db
+def test_the_api_shows_a_disabled_application_and_an_admin_re_enables_it(team):
+    application = make_application(team)
+    Application.objects.filter(pk=application.pk).update(disabled_at=timezone.now(), disabled_reason="Disabled automatically: …")
+    admin = client_for(make_token(team, Role.ADMIN))
+    shown = admin.get(reverse("api:application-detail", kwargs={"id": application.pk})).json()
+    assert shown["disabled_reason"].startswith("Disabled automatically") and shown["disabled_at"]
+    assert (
+        client_for(make_token(team, Role.EDITOR)).post(reverse("api:application-enable", kwargs={"id": application.pk})).status_code == 403
+    )
+    enabled = admin.post(reverse("api:application-enable", kwargs={"id": application.pk}))
+    assert enabled.status_code == 200 and enabled.json()["disabled_at"] is None
+
+
+def test_an_unreachable_database_answers_503_with_retry_after_not_500(rf):
+    for path, kind in (("/api/v1/runs/x/", "application/json"), ("/experiments/", "text/html")):
+        try:
+            raise OperationalError("connection refused")
+        except OperationalError:
+            response = server_error(rf.get(path))
+        assert response.status_code == 503 and response["Retry-After"] == "10" and kind in response["Content-Type"]
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        assert server_error(rf.get("/api/v1/runs/x/")).status_code == 500

@@ -115,7 +115,9 @@ def rotate_secret(request, pk):
     if request.htmx:
         return render(request, "webui/application_detail.html#secret", {"application": application, "secret": secret, "can_admin": True})
     remember_secret(request, application)
-    messages.success(request, "A new secret was generated. The old one no longer verifies.")
+    messages.success(
+        request, "A new secret was generated. The old one keeps working for 24 hours: deliveries carry both signatures meanwhile."
+    )
     return redirect("webui:application-detail", pk=application.pk)
 
 
