@@ -147,7 +147,7 @@ def test_redis_restarted_mid_run_loses_nothing(receiver, live_server, tmp_path, 
     assert all(test.attempts == 2 for test in Test.objects.filter(run=run))
     duplicates = len(receiver.requests) - 80
     print(
-        f"redis restarted: run finished {took:.1f} s after the restart; 0 lost; {duplicates} re-sent, counted once; statuses {sorted(seen)}"
+        f"redis killed, back empty after 2 s: run finished {took:.1f} s after the kill; 0 lost; {duplicates} re-sent, counted once; statuses {sorted(seen)}"
     )
 
 
