@@ -42,6 +42,23 @@ DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
+# Behind HTTPS in production (HTTPS=true): secure cookies, redirects and HSTS, so that
+# `manage.py check --deploy` passes. SECURE_PROXY_SSL_HEADER trusts a proxy's X-Forwarded-Proto.
+HTTPS = envbool("HTTPS", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", HTTPS)
+if envbool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Fernet keys that encrypt webhook secrets at rest (experiments_app/secrets_at_rest.py), comma-separated:
+# the first encrypts, all decrypt. Empty: a key derived from SECRET_KEY (development only).
+SECRETS_ENCRYPTION_KEYS = envlist("SECRETS_ENCRYPTION_KEYS", "")
+# After a secret rotation the old secret still signs and verifies this long (24 h).
+WEBHOOK_SECRET_ROTATION_SECONDS = envint("WEBHOOK_SECRET_ROTATION_SECONDS", 24 * 3600)
 # Hosts allowed to resolve to private/loopback/link-local addresses (SSRF guard).
 WEBHOOK_ALLOWED_HOSTS = envlist("WEBHOOK_ALLOWED_HOSTS", "")
 # Absolute base of the callbackUrl sent to applications: where the dashboard serves (SPEC §4).
@@ -116,6 +133,26 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache holds the rate-limit counters (experiments_app/ratelimit.py). With Redis every web
+# process shares them (CACHE_URL, by default the broker's Redis); the file cache is shared by the
+# processes of one machine only.
+CACHE_URL = envstr("CACHE_URL", "") or (envstr("CELERY_BROKER_URL") if envstr("CELERY_BROKER_URL").startswith("redis") else "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "dashboard"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
+# "N/S": at most N requests in S seconds. Sign-in attempts per address and per user name;
+# result posts per application.
+RATE_LIMIT_LOGIN_IP = envstr("RATE_LIMIT_LOGIN_IP", "100/300")
+RATE_LIMIT_LOGIN = envstr("RATE_LIMIT_LOGIN", "10/300")
+RATE_LIMIT_RESULTS = envstr("RATE_LIMIT_RESULTS", "6000/60")
+
 AUTH_PASSWORD_VALIDATORS = []
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/experiments/"
@@ -160,6 +197,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and envstr("CELERY_BROKER_KEY_PREFIX"):
     # Several deployments (or a test run beside a developer's) can share one Redis database.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": envstr("CELERY_BROKER_KEY_PREFIX")}
+# The filesystem broker cannot wake an event loop, so a prefork worker on it uses billiard's
+# blocking pool, whose idle processes share one read lock on the task queue: a pool process
+# killed while waiting for work left it held and every process started in its place hung.
+# Threads share no such lock (and cost less memory); with Redis, prefork gets a queue per process.
+CELERY_WORKER_POOL = envstr("CELERY_WORKER_POOL", "threads" if CELERY_BROKER_URL.startswith("filesystem://") else "prefork")
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -202,6 +244,17 @@ EVENT_DISABLE_AFTER_DAYS = envfloat("EVENT_DISABLE_AFTER_DAYS", 5.0)
 # thread); the others answer at once with the run as it is. The wait polls the run this often.
 LONG_POLL_MAX_WAITERS = envint("LONG_POLL_MAX_WAITERS", 16)
 LONG_POLL_INTERVAL_SECONDS = envfloat("LONG_POLL_INTERVAL_SECONDS", 0.25)
+# A dispatcher that holds its lease but has not moved for this long (or 2 × timeout_seconds plus
+# the margin, if longer) is stalled: the sweeper takes its application back (runs/health.py).
+DISPATCH_STALL_SECONDS = envfloat("DISPATCH_STALL_SECONDS", 60.0)
+# A dispatcher keeps its requests and their answers through a database outage this long.
+DISPATCH_DATABASE_OUTAGE_SECONDS = envfloat("DISPATCH_DATABASE_OUTAGE_SECONDS", 60.0)
+# A test whose worker died while sending it this many times is errored, not sent again.
+DISPATCH_MAX_LOST_ATTEMPTS = envint("DISPATCH_MAX_LOST_ATTEMPTS", 3)
+# An application whose deliveries all fail, at least this many in a row over at least this
+# long, is disabled until someone re-enables it.
+APPLICATION_DISABLE_AFTER_FAILURES = envint("APPLICATION_DISABLE_AFTER_FAILURES", 100)
+APPLICATION_DISABLE_AFTER_SECONDS = envfloat("APPLICATION_DISABLE_AFTER_SECONDS", 3600.0)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {

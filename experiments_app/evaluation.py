@@ -8,6 +8,7 @@ import json
 
 import regex
 
+from experiments_app import jsonlimits
 from experiments_app.stats import is_number
 
 EVALUATOR_TYPES = ("reported", "exact_match", "contains", "regex", "json_subset", "metric_threshold")
@@ -175,7 +176,7 @@ def as_object(value):
     """A JSON object from the value, parsing a string that holds one (apps often send JSON as text)."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsonlimits.loads(value)
         except ValueError:
             return None
     return value if isinstance(value, dict) else None

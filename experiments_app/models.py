@@ -4,13 +4,16 @@ import base64
 import hashlib
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
+from django.utils import timezone
 
 from experiments_app import states
 from experiments_app.overrides import PARAMETERS
+from experiments_app.secrets_at_rest import EncryptedTextField
 from experiments_app.states import BRANCHABLE, RUNNING, SCOPE_EDITABLE, State
 
 
@@ -96,7 +99,10 @@ class Application(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="applications")
     name = models.CharField(max_length=200)
     webhook_url = models.URLField(max_length=2000)
-    webhook_secret = models.CharField(max_length=200, default=new_webhook_secret)
+    webhook_secret = EncryptedTextField(default=new_webhook_secret)
+    # After a rotation the old secret keeps signing (beside the new one) and verifying until then.
+    previous_webhook_secret = EncryptedTextField(blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     timeout_seconds = models.PositiveIntegerField(default=30)
     result_timeout_seconds = models.PositiveIntegerField(default=300)
     max_concurrency = models.PositiveIntegerField(default=20)
@@ -106,6 +112,18 @@ class Application(models.Model):
     # When a signed ping to the current URL with the current secret last got a 2xx:
     # the "connected" mark of the application page. A new URL or secret clears it.
     last_ping_ok_at = models.DateTimeField(null=True, blank=True)
+    # Written with the lease: when the dispatcher last moved (claimed, recorded, idled), and
+    # its current in-flight limit (AIMD, at most max_concurrency). A lease held without
+    # progress is taken away by the sweeper, which marks the application stalled (runs/health.py).
+    dispatch_progress_at = models.DateTimeField(null=True, blank=True)
+    dispatch_limit = models.PositiveIntegerField(null=True, blank=True)
+    dispatch_stalled_since = models.DateTimeField(null=True, blank=True)
+    # Every delivery failing since `failing_since` (reset by any success); past the limits in
+    # settings the application is disabled, with the reason, until someone re-enables it.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,12 +138,27 @@ class Application(models.Model):
     def __str__(self):
         return self.name
 
+    def is_disabled(self):
+        return self.disabled_at is not None
+
     def rotate_secret(self):
-        """A new secret; the application must be configured again, so it is no longer "connected"."""
+        """A new secret; the old one stays valid for WEBHOOK_SECRET_ROTATION_SECONDS (both sign meanwhile).
+        The application must be configured again, so it is no longer "connected"."""
+        self.previous_webhook_secret = self.webhook_secret
+        self.previous_secret_expires_at = timezone.now() + timedelta(seconds=settings.WEBHOOK_SECRET_ROTATION_SECONDS)
         self.webhook_secret = new_webhook_secret()
         self.last_ping_ok_at = None
-        self.save(update_fields=["webhook_secret", "last_ping_ok_at", "updated_at"])
+        fields = ["webhook_secret", "previous_webhook_secret", "previous_secret_expires_at", "last_ping_ok_at", "updated_at"]
+        self.save(update_fields=fields)
         return self.webhook_secret
+
+    def signing_secrets(self):
+        """The secrets that sign deliveries and verify results now: the current one, then the
+        previous one while its rotation window lasts."""
+        secrets_now = [self.webhook_secret]
+        if self.previous_webhook_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > timezone.now():
+            secrets_now.append(self.previous_webhook_secret)
+        return secrets_now
 
 
 class InferenceStep(models.Model):
@@ -370,6 +403,10 @@ class Test(models.Model):
     task_expected = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Attempts whose worker died before recording an answer (lease expired): a test with any
+    # is sent alone, and errored after DISPATCH_MAX_LOST_ATTEMPTS, so that a test that kills
+    # its worker costs its neighbours nothing.
+    lost_attempts = models.PositiveSmallIntegerField(default=0)
     output = models.JSONField(null=True, blank=True)
     has_output = models.BooleanField(default=False)
     reported_passed = models.BooleanField(null=True, blank=True)
@@ -442,10 +479,20 @@ class Transition(models.Model):
     # What the change carried, e.g. {"winner": variant id} when an experiment completes.
     detail = models.JSONField(default=dict, blank=True)
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # An API token acts without a user: the token is who.
+    by_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["at", "id"]
+
+    def actor(self):
+        """Who made the change, for the history: a user, a token, or the system (a run ending)."""
+        if self.by_id:
+            return self.by.get_username()
+        if self.by_token_id:
+            return f"API token {self.by_token.prefix}… ({self.by_token.role})"
+        return "system"
 
 
 # --- events out of the product (SPEC §4 "Events out of the product") ---------------
@@ -469,7 +516,7 @@ class EventEndpoint(models.Model):
     url = models.URLField(max_length=2000)
     description = models.TextField(blank=True)
     events = models.JSONField(default=list)
-    secret = models.CharField(max_length=200, default=new_webhook_secret)
+    secret = EncryptedTextField(default=new_webhook_secret)
     # Deliveries given up on since the last success, and when that streak began.
     failing_since = models.DateTimeField(null=True, blank=True)
     failed_deliveries = models.PositiveIntegerField(default=0)

@@ -4,6 +4,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+from experiments_app import jsonlimits
 from experiments_app.errors import ValidationFailed
 
 
@@ -113,9 +114,9 @@ def validate_config(config, steps):
     refused as a typo ("did you mean temperature?"); other keys a step's production config
     carries are kept as they are (the application may use them).
     """
-    errors = {}
     if not isinstance(config, dict):
         raise ValidationFailed({"config": "Must be an object mapping step external ids to parameters."})
+    errors = jsonlimits.field_errors("config", config)
     for step, params in config.items():
         if step not in steps:
             errors[f"config.{step}"] = f"{step!r} is not an inference step in this experiment's scope."

@@ -4,7 +4,7 @@ import uuid
 
 from rest_framework import serializers
 
-from experiments_app import overrides, webhooks
+from experiments_app import jsonlimits, overrides, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
@@ -29,7 +29,14 @@ from experiments_app.states import State
 
 
 class AnyJSONField(serializers.JSONField):
-    """Any JSON value (documented as such)."""
+    """Any JSON value (documented as such) that can be stored (jsonlimits)."""
+
+    def to_internal_value(self, data):
+        # DRF's own check json.dumps the value, which recurses: refuse what is too deep first.
+        reason = jsonlimits.problem(data, max_depth=jsonlimits.MAX_DEPTH)
+        if reason:
+            raise serializers.ValidationError(f"Cannot be stored: {reason}.")
+        return super().to_internal_value(data)
 
 
 # ---------------------------------------------------------------- errors
@@ -56,6 +63,9 @@ class ApplicationSerializer(serializers.ModelSerializer):
             "timeout_seconds",
             "result_timeout_seconds",
             "max_concurrency",
+            "disabled_at",
+            "disabled_reason",
+            "dispatch_stalled_since",
             "created_at",
             "updated_at",
         ]

@@ -27,6 +27,8 @@ urlpatterns = [
     ),
     route("applications/<uuid:id>/rotate-secret/", ApplicationViewSet, {"post": "rotate_secret"}, "application-rotate-secret"),
     route("applications/<uuid:id>/ping/", ApplicationViewSet, {"post": "ping"}, "application-ping"),
+    # Not in SPEC §8: re-enabling an application disabled after failing every delivery.
+    route("applications/<uuid:id>/enable/", ApplicationViewSet, {"post": "enable"}, "application-enable"),
     route("applications/<uuid:id>/inference-steps/", StepViewSet, {"get": "list", "post": "create"}, "step-list"),
     route(
         "applications/<uuid:id>/inference-steps/<uuid:step_id>/",

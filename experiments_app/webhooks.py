@@ -48,22 +48,29 @@ def sign(secret, msg_id, timestamp, body):
 
 
 def signed_headers(secret, msg_id, body, *, timestamp=None):
-    """The three Standard Webhooks headers plus content type for `body` (bytes)."""
+    """The three Standard Webhooks headers plus content type for `body` (bytes).
+
+    `secret` may be a list (during a rotation): `webhook-signature` then carries one signature
+    per secret, space-separated, as the specification allows; a verifier accepts any."""
     timestamp = int(time.time() if timestamp is None else timestamp)
+    secrets_now = [secret] if isinstance(secret, str) else list(secret)
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(sign(each, msg_id, timestamp, body) for each in secrets_now),
     }
 
 
 def verify_signature(secret, headers, body):
-    """True when `headers` carry a valid, fresh (±5 min) Standard Webhooks signature of `body`.
+    """True when `headers` carry a valid, fresh (±5 min) Standard Webhooks signature of `body`,
+    made with `secret` (or any of a list of secrets: the current and, during a rotation, the previous).
 
     `headers` is any mapping (Django's request.headers, a dict); names are case-insensitive.
     """
+    if not isinstance(secret, str):
+        return any(verify_signature(each, headers, body) for each in secret if each)
     lowered = {str(key).lower(): value for key, value in dict(headers).items()}
     msg_id = lowered.get("webhook-id")
     timestamp = lowered.get("webhook-timestamp")
@@ -146,11 +153,58 @@ def encode(payload):
 # --- SSRF guard --------------------------------------------------------------
 
 
-def is_refused_address(address):
+# Cloud metadata services: never a webhook target, even for a host in WEBHOOK_ALLOWED_HOSTS.
+# Link-local 169.254.0.0/16 holds AWS, GCP, Azure, OCI and DigitalOcean's (and ECS's 169.254.170.2);
+# fd00:ec2::254 is AWS's IPv6 one and 100.100.100.200 Alibaba Cloud's.
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(network) for network in ("169.254.0.0/16", "fd00:ec2::254/128", "100.100.100.200/32", "192.0.0.192/32")
+)
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local use): the last 32 bits are an IPv4 address.
+NAT64_NETWORKS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(ip):
+    """The IPv4 addresses an IPv6 address stands for: mapped (::ffff:a.b.c.d), IPv4-compatible
+    (::a.b.c.d), 6to4 (2002:AABB:CCDD::), NAT64 (64:ff9b::a.b.c.d) and Teredo (both ends)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in network for network in NAT64_NETWORKS) or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def is_metadata_address(address):
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    return any(candidate in network for candidate in (ip, *embedded_ipv4(ip)) for network in METADATA_NETWORKS)
+
+
+def is_refused_address(address):
+    """Not a public unicast address, in any of its spellings: private, loopback, link-local,
+    shared (100.64.0.0/10, carrier-grade NAT), reserved, multicast, unspecified."""
+    ip = ipaddress.ip_address(address)
+    return any(not candidate.is_global or candidate.is_multicast for candidate in (ip, *embedded_ipv4(ip)))
+
+
+def address_refusal(host, address):
+    """Why `host`, resolved to `address`, may not be a webhook target; None when it may.
+
+    The one rule, applied when a URL is saved and again after each resolution at send time."""
+    if is_metadata_address(address):
+        return f"The host {host!r} resolves to a cloud metadata address ({address}); never allowed, not even through WEBHOOK_ALLOWED_HOSTS."
+    if is_refused_address(address) and not is_allowed_host(host):
+        return (
+            f"The host {host!r} resolves to a private, loopback or link-local address ({address}); "
+            "add it to WEBHOOK_ALLOWED_HOSTS to allow it."
+        )
+    return None
 
 
 def is_allowed_host(host):
@@ -173,6 +227,9 @@ def split_url(url):
         raise BlockedAddress("The URL must start with http:// or https://.")
     if not parts.hostname:
         raise BlockedAddress("The URL has no host.")
+    if "@" in parts.netloc:
+        # Credentials in the URL would be sent to the application and logged with it.
+        raise BlockedAddress("The URL may not contain a user name or password (user:pass@host).")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
@@ -199,18 +256,15 @@ def resolve_target(url):
     """
     parts, host, port = split_url(url)
     addresses = resolve(host, port)
-    if not is_allowed_host(host):
-        refused = [address for address in addresses if is_refused_address(address)]
-        if refused:
-            raise BlockedAddress(
-                f"The host {host!r} resolves to a private, loopback or link-local address ({refused[0]}); "
-                "add it to WEBHOOK_ALLOWED_HOSTS to allow it."
-            )
+    for address in addresses:
+        refusal = address_refusal(host, address)
+        if refusal:
+            raise BlockedAddress(refusal)
     address = addresses[0]
     shown = f"[{address}]" if ":" in address else address
     netloc = f"{shown}:{port}"
     pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = parts.netloc.rpartition("@")[2]
+    host_header = parts.netloc
     return Target(url=pinned, host_header=host_header, sni_hostname=host if parts.scheme == "https" else None)
 
 
@@ -240,7 +294,7 @@ def ping(application):
     """
     body = encode(ping_payload())
     msg_id = "msg_ping_" + base64.b32encode(hashlib.sha256(body).digest()[:10]).decode().lower()
-    headers = signed_headers(application.webhook_secret, msg_id, body)
+    headers = signed_headers(application.signing_secrets(), msg_id, body)
     started = time.perf_counter()
     status_code, error = None, ""
     try:

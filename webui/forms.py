@@ -2,10 +2,10 @@
 
 import csv
 import io
-import json
 
 from django import forms
 
+from experiments_app import jsonlimits
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import EventType, Role
 from experiments_app.overrides import PARAMETERS
@@ -110,9 +110,9 @@ def parse_jsonl(text):
             continue
         index = len(rows)
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            errors[f"tasks[{index}]"] = f"Line {line_number} is not valid JSON: {error.msg}."
+            rows.append(jsonlimits.loads(line))
+        except jsonlimits.InvalidJSON as error:
+            errors[f"tasks[{index}]"] = f"Line {line_number} is not valid JSON: {error}."
             rows.append(None)
     if errors:
         raise ValidationFailed(errors)
@@ -126,8 +126,8 @@ def csv_json(value, *, strict):
     if value is None or value == "":
         return None
     try:
-        return json.loads(value)
-    except json.JSONDecodeError:
+        return jsonlimits.loads(value)
+    except jsonlimits.InvalidJSON:
         if strict:
             raise
         return value
@@ -144,8 +144,8 @@ def parse_csv(text):
             row["name"] = record["name"]
         try:
             row["input"] = csv_json(record.get("input"), strict=True)
-        except json.JSONDecodeError as error:
-            errors[f"tasks[{index}].input"] = f"Not valid JSON: {error.msg}."
+        except jsonlimits.InvalidJSON as error:
+            errors[f"tasks[{index}].input"] = f"Not valid JSON: {error}."
         if record.get("expected") not in (None, ""):
             row["expected"] = csv_json(record["expected"], strict=False)
         if record.get("tags"):

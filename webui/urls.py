@@ -53,6 +53,7 @@ urlpatterns = [
     path("applications/<uuid:pk>/", applications.application_detail, name="application-detail"),
     path("applications/<uuid:pk>/rotate-secret/", applications.rotate_secret, name="application-rotate-secret"),
     path("applications/<uuid:pk>/ping/", applications.ping, name="application-ping"),
+    path("applications/<uuid:pk>/enable/", applications.enable, name="application-enable"),
     path("applications/<uuid:pk>/delete/", applications.application_delete, name="application-delete"),
     path("applications/<uuid:pk>/steps/", catalog.steps_tab, name="application-steps"),
     path("applications/<uuid:pk>/steps/<uuid:step_id>/", catalog.step_edit, name="step-edit"),

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from experiments_app import overrides, webhooks
+from experiments_app import jsonlimits, overrides, webhooks
 from experiments_app.actions.experiments import delete_experiment
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Application, InferenceStep, Task
@@ -148,6 +148,7 @@ def validate_step(data, *, partial=False, prefix=""):
                 message = overrides.parameter_error(name, value) if name in overrides.PARAMETERS else overrides.typo_error(name)
                 if message:
                     errors[f"{prefix}config.{name}"] = message
+            errors.update(jsonlimits.field_errors(f"{prefix}config", config))
             clean["config"] = config
     if errors:
         raise ValidationFailed(errors)
@@ -193,8 +194,10 @@ def validate_task(data, *, partial=False, prefix=""):
         if not isinstance(data.get("input"), dict):
             errors[f"{prefix}input"] = "A JSON object is required."
         else:
+            errors.update(jsonlimits.field_errors(f"{prefix}input", data["input"]))
             clean["input"] = data["input"]
     if "expected" in data:
+        errors.update(jsonlimits.field_errors(f"{prefix}expected", data["expected"]))
         clean["expected"] = data["expected"]
     if "tags" in data:
         tags = data["tags"]

@@ -5,7 +5,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from experiments_app import overrides, states
+from experiments_app import jsonlimits, overrides, states
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.evaluation import EVALUATOR_TYPES
 from experiments_app.events import emit
@@ -19,9 +19,14 @@ def user_or_none(by):
     return by if getattr(by, "is_authenticated", False) and getattr(by, "pk", None) else None
 
 
+def token_of(by):
+    """The API token a request acted with (a TokenPrincipal carries it), else None."""
+    return getattr(by, "token", None)
+
+
 def apply_transition(experiment, target, *, by=None, detail=None, **fields):
     """Move `experiment` to `target` with a conditional update and record a Transition
-    (with `detail`, what the change carried).
+    (who made it, a user or an API token, and `detail`, what the change carried).
 
     Returns the verb. Raises InvalidTransition when the table refuses it or when
     another request changed the status first (0 rows updated: lost the race).
@@ -34,7 +39,13 @@ def apply_transition(experiment, target, *, by=None, detail=None, **fields):
         fresh = Experiment.objects.filter(pk=experiment.pk).values_list("status", flat=True).first()
         raise states.InvalidTransition(fresh or current, target, "The experiment changed meanwhile; reload and try again.")
     Transition.objects.create(
-        experiment=experiment, verb=verb, from_status=current, to_status=target, by=user_or_none(by), detail=detail or {}
+        experiment=experiment,
+        verb=verb,
+        from_status=current,
+        to_status=target,
+        by=user_or_none(by),
+        by_token=token_of(by),
+        detail=detail or {},
     )
     experiment.status = target
     for name, value in fields.items():
@@ -121,6 +132,9 @@ def change_task_selection(experiment, *, add=(), remove=(), by=None):
 def validate_evaluators(evaluators):
     if not isinstance(evaluators, list):
         raise ValidationFailed({"evaluators": "Must be a list of evaluator objects."})
+    too_deep = jsonlimits.field_errors("evaluators", evaluators)
+    if too_deep:
+        raise ValidationFailed(too_deep)
     errors, names = {}, set()
     for index, evaluator in enumerate(evaluators):
         field = f"evaluators[{index}]"

@@ -9,6 +9,7 @@ from experiments_app import actions
 from experiments_app.api.base import ApiViewSet, query, validated
 from experiments_app.models import Application, InferenceStep, Role, Task
 from experiments_app.permissions import acting_team, get_visible, require_role, scoped
+from experiments_app.runs import health
 from experiments_app.serializers import (
     ApplicationInputSerializer,
     ApplicationSerializer,
@@ -66,6 +67,14 @@ class ApplicationViewSet(ApiViewSet):
         require_role(request, application.team_id, Role.ADMIN)
         application.rotate_secret()
         return Response(ApplicationWithSecretSerializer(application).data)
+
+    @extend_schema(
+        request=None, responses=ApplicationSerializer, description="Re-enable an application disabled after failing every delivery."
+    )
+    def enable(self, request, id):
+        application = self.load(id)
+        require_role(request, application.team_id, Role.ADMIN)
+        return Response(ApplicationSerializer(health.enable_application(application)).data)
 
     @extend_schema(request=None, responses=PingSerializer)
     def ping(self, request, id):

@@ -1,15 +1,16 @@
 """Runs, their tests, comparison of two runs, and result ingestion (SPEC §5)."""
 
+from django.conf import settings
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from experiments_app import results, runs, waiting, webhooks
+from experiments_app import ratelimit, results, runs, waiting, webhooks
 from experiments_app.api.base import ApiViewSet, query
 from experiments_app.auth import BearerTokenAuthentication, TokenPrincipal
 from experiments_app.errors import ValidationFailed
-from experiments_app.models import DeliveryAttempt, Role, Run, Test
+from experiments_app.models import DeliveryAttempt, Role, Run, Test, role_at_least
 from experiments_app.permissions import get_visible, require_role
 from experiments_app.serializers import (
     CompareSerializer,
@@ -78,8 +79,8 @@ class RunViewSet(ApiViewSet):
 
 
 def signed_by_application(request, test):
-    secret = test.run.experiment.application.webhook_secret
-    return webhooks.verify_signature(secret, request.headers, request.body)
+    secrets_now = test.run.experiment.application.signing_secrets()
+    return webhooks.verify_signature(secrets_now, request.headers, request.body)
 
 
 @extend_schema(tags=["tests"])
@@ -117,6 +118,10 @@ class ResultViewSet(ApiViewSet):
         body = request.body  # read first: the signature covers the raw bytes
         test = self.authorize(request, id, body)
         self.experiment = test.run.experiment
+        wait = ratelimit.hit("results", self.experiment.application_id, settings.RATE_LIMIT_RESULTS)
+        if wait:
+            allowed, window = ratelimit.parse(settings.RATE_LIMIT_RESULTS)
+            raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
         runs.record_result(test.pk, request.data, source="callback")
         return Response(TestSerializer(test_queryset().get(pk=test.pk)).data)
 
@@ -130,6 +135,10 @@ class ResultViewSet(ApiViewSet):
             test = tests.filter(pk=id).first()
             if test is None or not isinstance(user, TokenPrincipal) or test.run.experiment.team_id != user.team.pk:
                 raise exceptions.NotFound()
+            if not role_at_least(user.role, Role.EDITOR):
+                raise exceptions.PermissionDenied(
+                    f"Posting results needs an editor or admin token (or the signature); this token is a {user.role}'s."
+                )
             return test
         if all(request.headers.get(name) for name in SIGNATURE_HEADERS):
             test = tests.filter(pk=id).first()

@@ -31,15 +31,18 @@ def acquire_lease(application_id):
     return until if taken else None
 
 
-def renew_lease(application_id, token):
-    """Extend our lease; return the new token, or None if another dispatcher took it over."""
+def renew_lease(application_id, token, **fields):
+    """Extend our lease (writing `fields` with it); return the new token, or None if another
+    dispatcher or the sweeper took it over."""
     until = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
-    renewed = Application.objects.filter(pk=application_id, dispatch_lease_until=token).update(dispatch_lease_until=until)
+    renewed = Application.objects.filter(pk=application_id, dispatch_lease_until=token).update(dispatch_lease_until=until, **fields)
     return until if renewed else None
 
 
-def release_lease(application_id, token):
-    Application.objects.filter(pk=application_id, dispatch_lease_until=token).update(dispatch_lease_until=None)
+def release_lease(application_id, token, **fields):
+    Application.objects.filter(pk=application_id, dispatch_lease_until=token).update(
+        dispatch_lease_until=None, dispatch_limit=None, **fields
+    )
 
 
 # --- which tests are due -------------------------------------------------------
@@ -77,8 +80,20 @@ def active_runs(run_ids):
 # --- claiming -------------------------------------------------------------------
 
 
+def lost_filter(now):
+    return Q(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now)
+
+
+def poisonous_filter(now):
+    """Tests whose worker died with them so often that they are not sent again (the sweeper errors them)."""
+    return lost_filter(now) & Q(lost_attempts__gte=settings.DISPATCH_MAX_LOST_ATTEMPTS - 1)
+
+
 def claim_tests(application, limit):
-    """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease); return them."""
+    """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease); return them.
+
+    A test whose last attempt was lost (its worker died mid-request) counts the loss in
+    `lost_attempts`; the dispatcher sends such a test alone (dispatch.py)."""
     now = timezone.now()
     # A claimed test may wait behind one full round of requests and then take its own
     # timeout; it stays ours that long plus a margin before another dispatcher may take it back.
@@ -88,6 +103,7 @@ def claim_tests(application, limit):
             application_tests(application.pk)
             .filter(due_filter(now))
             .filter(attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
+            .exclude(poisonous_filter(now))
             .order_by("run__created_at", "created_at", "pk")
             .select_for_update(skip_locked=True, of=("self",))
             .values_list("pk", flat=True)[:limit]
@@ -95,6 +111,7 @@ def claim_tests(application, limit):
         if not ids:
             return []
         log_lost_attempts(Test.objects.filter(pk__in=ids), now)
+        Test.objects.filter(pk__in=ids).filter(lost_filter(now)).update(lost_attempts=F("lost_attempts") + 1)
         Test.objects.filter(pk__in=ids).filter(due_filter(now)).update(
             status=TestStatus.DISPATCHED,
             lease_until=lease,

@@ -7,7 +7,7 @@ side runs in send.py; outcomes come back here and are written in bulk through st
 Retry waits live in `Test.next_attempt_at`; the sweeper wakes a dispatcher for them.
 """
 
-import json
+import itertools
 import logging
 import multiprocessing
 import queue
@@ -17,13 +17,13 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from experiments_app import webhooks
+from experiments_app import jsonlimits, webhooks
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Run, Test, TestStatus
-from experiments_app.runs import policy, state
+from experiments_app.runs import health, policy, state, throttle
 from experiments_app.runs.claim import (
     acquire_lease,
     active_runs,
@@ -37,6 +37,7 @@ from experiments_app.runs.complete import complete_if_done
 from experiments_app.runs.ingest import parse_result
 from experiments_app.runs.send import Job, Sender
 from experiments_app.runs.start import DISPATCH_TASK
+from experiments_app.runs.throttle import InFlightLimit
 
 logger = logging.getLogger(__name__)
 
@@ -48,26 +49,29 @@ OUTCOME_WAIT_SECONDS = 0.5
 
 # --- warm shutdown ----------------------------------------------------------------
 # A worker's warm shutdown waits for running tasks, and a dispatcher runs as long as its
-# application has work. So the worker's main process raises this flag (an Event made
+# application has work. So the worker's main process raises this flag (shared memory made
 # before the pool forks, so its children share it) and dispatchers stop claiming, finish
 # what is in flight, hand back what was claimed but not sent, and leave the rest to
 # another worker.
+# The flag is one byte read and written without a lock. A multiprocessing.Event takes a
+# process-shared lock on every is_set(): a pool process SIGKILLed inside it left that lock
+# held, and every dispatcher after it, in new pool processes too, blocked forever.
 _shutdown = None
 
 
 def prepare_shutdown_flag():
     """Create the shared flag; call in the worker's main process before the pool starts."""
     global _shutdown
-    _shutdown = multiprocessing.get_context("fork").Event()
+    _shutdown = multiprocessing.get_context("fork").RawValue("b", 0)
 
 
 def begin_shutdown():
     if _shutdown is not None:
-        _shutdown.set()
+        _shutdown.value = 1
 
 
 def is_shutting_down():
-    return _shutdown is not None and _shutdown.is_set()
+    return _shutdown is not None and _shutdown.value == 1
 
 
 def describe_status(status_code):
@@ -77,13 +81,16 @@ def describe_status(status_code):
 
 
 def sync_result(outcome):
-    """The parsed result of a 2xx answer, or raise ValueError with why it is unusable."""
+    """The parsed result of a 2xx answer, or raise ValueError with why it is unusable.
+
+    Decoded by jsonlimits (no NaN/Infinity, bounded depth, storable strings) and checked
+    by parse_result, so nothing the database would refuse reaches the ORM."""
     if outcome.too_large:
         raise ValueError("The answer is larger than the result size limit.")
     try:
-        data = json.loads(outcome.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"HTTP {outcome.status_code} with a body that is not JSON.") from None
+        data = jsonlimits.loads(outcome.body or b"")
+    except jsonlimits.InvalidJSON as invalid:
+        raise ValueError(f"HTTP {outcome.status_code}, but the answer is not valid JSON: {invalid}.") from None
     try:
         return parse_result(data)
     except ValidationFailed as invalid:
@@ -103,6 +110,14 @@ class Dispatcher:
         self.evaluators = {}
         self.urls = {}  # a run's own webhook_url (a preview deployment), else the application's
         self.max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
+        self.limit = InFlightLimit(application.max_concurrency)
+        self.limit_shown = (application.max_concurrency, time.monotonic())  # what the run page last got
+        self.isolated = None  # a test whose last attempt was lost, in flight alone
+        self.moved_at = timezone.now()  # progress, for the stall check (health.py)
+        self.moved_since_renewal = True
+        self.disabled = False
+        self.unrecorded = []  # answers whose write failed because the database was unreachable
+        self.database_lost_at = None
 
     def run(self):
         sender = Sender(self.application.max_concurrency, max_body_bytes=settings.RESULT_MAX_BYTES).start()
@@ -110,51 +125,101 @@ class Dispatcher:
             self.loop(sender)
         finally:
             # Never leave outcomes unrecorded: wait for what is in flight; claimed tests
-            # that were never sent go back to the queue without costing an attempt.
+            # that were never sent go back to the queue without costing an attempt. Every
+            # request ends within its timeout; past that (a stuck sender) the tests' own
+            # leases bring them back.
             self.hand_back()
-            while self.sending:
+            deadline = time.monotonic() + self.application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS
+            while (self.sending or self.unrecorded) and time.monotonic() < deadline:
                 self.record(self.wait(sender, OUTCOME_WAIT_SECONDS))
             sender.close()
 
+    def moved(self):
+        self.moved_at = timezone.now()
+        self.moved_since_renewal = True
+
     def loop(self, sender):
+        while True:
+            try:
+                if not self.step(sender):
+                    return
+                self.database_lost_at = None
+            except (OperationalError, InterfaceError):
+                # The database is unreachable: keep the requests in flight and their answers,
+                # and try again, for up to DISPATCH_DATABASE_OUTAGE_SECONDS.
+                now = time.monotonic()
+                self.database_lost_at = self.database_lost_at or now
+                if now - self.database_lost_at > settings.DISPATCH_DATABASE_OUTAGE_SECONDS:
+                    raise
+                logger.warning("application %s: the database is unreachable; trying again", self.application.pk)
+                connection.close()
+                time.sleep(1.0)
+
+    def step(self, sender):
+        """One turn of the loop; False when this dispatcher is done."""
         idle_limit = settings.DISPATCH_IDLE_SECONDS
         cap = self.application.max_concurrency
-        while True:
-            if is_shutting_down() or not self.keep_lease():
-                return
-            queued = len(self.waiting) + self.sending
-            free = cap * (1 + QUEUE_FACTOR) - queued
-            # Claim in batches, not one test per answer, unless the sender is short of work.
-            if free >= max(1, cap // 4) or queued < cap:
-                self.waiting.extend(claim_tests(self.application, free))
-            self.start_jobs(sender)
-            if not self.sending and not self.waiting:
-                due = next_due_at(self.application.pk)
-                if due is None:
-                    return
-                wait = (due - timezone.now()).total_seconds()
-                if wait > idle_limit:
-                    return  # the sweeper wakes a dispatcher when it falls due
-                time.sleep(min(max(wait, 0.01), 1.0))
-                continue
-            outcomes = self.wait(sender, OUTCOME_WAIT_SECONDS)
-            self.start_jobs(sender)  # refill the freed slots before writing outcomes
-            self.record(outcomes)
+        if is_shutting_down() or self.disabled or not self.keep_lease():
+            return False
+        queued = len(self.waiting) + self.sending
+        free = cap * (1 + QUEUE_FACTOR) - queued
+        # Claim in batches, not one test per answer, unless the sender is short of work.
+        if self.isolated is None and (free >= max(1, cap // 4) or queued < cap):
+            claimed = claim_tests(self.application, free)
+            if claimed:
+                self.waiting.extend(claimed)
+                self.moved()
+        self.start_jobs(sender)
+        if not self.sending:
+            self.moved()  # nothing in flight (idle, or paused by Retry-After): healthy
+        if not self.sending and not self.waiting and not self.unrecorded:
+            due = next_due_at(self.application.pk)
+            if due is None:
+                return False
+            wait = (due - timezone.now()).total_seconds()
+            if wait > idle_limit:
+                return False  # the sweeper wakes a dispatcher when it falls due
+            time.sleep(min(max(wait, 0.01), 1.0))
+            return True
+        outcomes = self.wait(sender, OUTCOME_WAIT_SECONDS)
+        self.start_jobs(sender)  # refill the freed slots before writing outcomes
+        self.record(outcomes)
+        return True
 
     def start_jobs(self, sender):
         """Send claimed tests into the free slots, each only if its run is still active.
 
         The check is made here, right before the requests start, so no delivery of a run
-        starts after its cancel has answered (the cancel already errored those tests)."""
-        free = min(self.application.max_concurrency - self.sending, len(self.waiting))
-        if free <= 0:
+        starts after its cancel has answered (the cancel already errored those tests).
+        At most the in-flight limit (throttle.py) is in flight; a test whose last attempt was
+        lost with its worker goes alone, so that if it kills this worker too, nothing else is lost."""
+        if self.isolated is not None:
             return
-        batch = [self.waiting.popleft() for _ in range(free)]
+        free = min(self.limit.free_slots(self.sending), len(self.waiting))
+        batch = []
+        for test in list(itertools.islice(self.waiting, free)):
+            if test.lost_attempts:
+                if not batch and not self.sending:
+                    batch = [test]  # alone: see below
+                break  # otherwise it waits for what is in flight, then goes alone
+            batch.append(test)
+        if not batch:
+            return
+        # Asked before anything leaves the queue: if the database is unreachable, nothing is lost.
         active = active_runs({test.run_id for test in batch})
+        for _ in batch:
+            self.waiting.popleft()
+        if batch[0].lost_attempts:
+            # Nothing else in flight and nothing else claimed, so that if this test kills the
+            # worker again, no other test loses an attempt with it.
+            self.isolated = batch[0].pk
+            self.hand_back()
         for test in batch:
             if test.run_id in active:
                 sender.submit(self.job(test))
                 self.sending += 1
+            elif test.pk == self.isolated:
+                self.isolated = None
 
     def hand_back(self):
         if self.waiting:
@@ -164,7 +229,11 @@ class Dispatcher:
     def keep_lease(self):
         if time.monotonic() - self.renewed_at < settings.DISPATCH_LEASE_SECONDS / 3:
             return True
-        token = renew_lease(self.application.pk, self.token)
+        progress = {"dispatch_progress_at": self.moved_at, "dispatch_limit": self.limit.current}
+        if self.moved_since_renewal:
+            progress["dispatch_stalled_since"] = None
+        token = renew_lease(self.application.pk, self.token, **progress)
+        self.moved_since_renewal = False
         if token is None:
             logger.warning("dispatch lease of application %s was taken over; stopping", self.application.pk)
             return False
@@ -198,26 +267,70 @@ class Dispatcher:
             run_id=test.run_id,
             attempt=test.attempts,
             url=self.urls[test.run_id],
-            secret=self.application.webhook_secret,
+            secret=self.application.signing_secrets(),
             msg_id=test.webhook_id,
             payload=payload,
             timeout=float(self.application.timeout_seconds),
         )
 
     def record(self, outcomes):
+        # Answers not yet written (the database was unreachable) go first, once.
+        outcomes, self.unrecorded = [*self.unrecorded, *outcomes], []
         if not outcomes:
             return
+        try:
+            self.write(outcomes)
+        except (OperationalError, InterfaceError):
+            self.unrecorded = outcomes
+            raise
+
+    def write(self, outcomes):
+        self.moved()
+        for outcome in outcomes:
+            if outcome.job.test_id == self.isolated:
+                self.isolated = None
+            if throttle.is_throttling(outcome.status_code):
+                retry_after = policy.parse_retry_after(outcome.retry_after)
+                self.limit.on_throttled(min(retry_after, settings.WEBHOOK_RETRY_AFTER_MAX_SECONDS) if retry_after else None)
+            elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
+                self.limit.on_success()
+        self.show_limit()
         for run_id in record_outcomes(outcomes, self.application, self.evaluators, self.max_attempts):
             complete_if_done(run_id)
+        if health.note_outcomes(self.application.pk, outcomes, timezone.now()):
+            self.disabled = True
+
+    def show_limit(self):
+        """Write the in-flight limit for the run page when it changed (at most once a second)."""
+        shown, at = self.limit_shown
+        if self.limit.current != shown and time.monotonic() - at >= 1.0:
+            Application.objects.filter(pk=self.application.pk, dispatch_lease_until=self.token).update(dispatch_limit=self.limit.current)
+            self.limit_shown = (self.limit.current, time.monotonic())
 
 
 def record_outcomes(outcomes, application, evaluators, max_attempts):
     """Write a batch of delivery outcomes: one DeliveryAttempt each, and the test's new state
     where the test still awaits that attempt (a callback or a cancel may have come first).
-    Returns the ids of runs that got terminal tests (candidates for closing)."""
+    Returns the ids of runs that got terminal tests (candidates for closing).
+
+    One answer never costs the others: when the batch cannot be written, each outcome is
+    written on its own, and a test whose outcome the database refuses is errored with why.
+    A lost connection is not an answer's fault: it propagates (the tests' leases bring them back).
+    """
+    try:
+        return write_outcomes(outcomes, application, evaluators, max_attempts, isolated=False)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("writing %d outcomes of application %s failed; writing them one by one", len(outcomes), application.pk)
+    return write_outcomes(outcomes, application, evaluators, max_attempts, isolated=True)
+
+
+def write_outcomes(outcomes, application, evaluators, max_attempts, *, isolated):
     now = timezone.now()
     by_test = {outcome.job.test_id: outcome for outcome in outcomes}
     attempts = []
+    ended = {}
     with transaction.atomic():
         tests = Test.objects.select_for_update(of=("self",)).filter(pk__in=list(by_test), status=TestStatus.DISPATCHED)
         current = {test.pk: test for test in tests}
@@ -235,11 +348,43 @@ def record_outcomes(outcomes, application, evaluators, max_attempts):
             test = current.get(outcome.job.test_id)
             if test is None or test.attempts != outcome.job.attempt:
                 continue  # finished meanwhile (callback, cancel, sweeper): this answer is ignored
-            apply_outcome(test, outcome, attempt, application, evaluators.get(test.run_id, []), max_attempts, now)
-            changed.append(test)
+            try:
+                apply_outcome(test, outcome, attempt, application, evaluators.get(test.run_id, []), max_attempts, now)
+            except Exception as failure:  # an answer's content must never stop the dispatcher
+                logger.exception("the outcome of test %s could not be applied", test.pk)
+                reason = f"The answer could not be used ({type(failure).__name__}: {str(failure)[:300]})."
+                attempt.error = reason
+                state.finish_unusable(test, reason, now)
+            if isolated:
+                merge_ended(ended, save_alone(test, attempt, now))
+            else:
+                changed.append(test)
         DeliveryAttempt.objects.bulk_create(attempts)
-        ended = state.save_tests(changed)
+        if not isolated:
+            ended = state.save_tests(changed)
     return list(ended)
+
+
+def save_alone(test, attempt, now):
+    """Write one test's new state in a savepoint; if the database refuses it, error the test
+    instead, without the result it could not store. Returns save_tests' {run id: [status]}."""
+    try:
+        with transaction.atomic():
+            return state.save_tests([test])
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as failure:
+        logger.exception("the outcome of test %s could not be stored", test.pk)
+        reason = f"The answer could not be stored ({type(failure).__name__}: {str(failure)[:300]})."
+        attempt.error = reason
+        state.finish_unusable(test, reason, now)
+        with transaction.atomic():
+            return state.save_tests([test])
+
+
+def merge_ended(ended, more):
+    for run_id, statuses in more.items():
+        ended.setdefault(run_id, []).extend(statuses)
 
 
 def apply_outcome(test, outcome, attempt, application, evaluators, max_attempts, now):
@@ -285,13 +430,14 @@ def dispatch_application(application_id):
         dispatcher = None
         try:
             application = Application.objects.filter(pk=application_id).first()
-            if application is None:
+            if application is None or application.is_disabled():
                 return sessions
             dispatcher = Dispatcher(application, token)
             dispatcher.run()
             sessions += 1
         finally:
-            release_lease(application_id, dispatcher.token if dispatcher else token)
+            moved = {"dispatch_progress_at": dispatcher.moved_at, "dispatch_stalled_since": None} if dispatcher else {}
+            release_lease(application_id, dispatcher.token if dispatcher else token, **moved)
         # Tests that became due while we were finishing found our lease held; take them now.
         if not has_due_tests(application_id):
             return sessions

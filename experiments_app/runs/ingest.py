@@ -1,12 +1,12 @@
 """Result ingestion (SPEC §5): validating a result body and recording it exactly once."""
 
 import logging
-import math
 import uuid
 
 from django.db import transaction
 from django.utils import timezone
 
+from experiments_app import jsonlimits
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, RunStatus, Test
 from experiments_app.runs import state
@@ -30,6 +30,8 @@ def parse_result(data):
     errors = {}
     if "output" not in data:
         errors["output"] = "This field is required (it may be null)."
+    else:
+        errors.update(jsonlimits.field_errors("output", data["output"]))
     passed = data.get("passed")
     if passed is not None and not isinstance(passed, bool):
         errors["passed"] = "Must be true or false."
@@ -42,8 +44,8 @@ def parse_result(data):
         for name, value in metrics.items():
             if not name or len(name) > METRIC_NAME_MAX:
                 errors[f"metrics.{name}"] = f"Metric names must have 1 to {METRIC_NAME_MAX} characters."
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                errors[f"metrics.{name}"] = "Must be a finite number."
+            elif jsonlimits.finite_number(value) is None:
+                errors[f"metrics.{name}"] = "Must be a finite number (at most about 1.8e308)."
     error = data.get("error")
     if error is not None and not isinstance(error, str):
         errors["error"] = "Must be a string."

@@ -28,7 +28,7 @@ class Job:
     run_id: object
     attempt: int
     url: str
-    secret: str
+    secret: object  # a secret, or the list of secrets that sign now (rotation)
     msg_id: str
     payload: dict
     timeout: float

@@ -20,8 +20,12 @@ DISPATCH_TASK = "experiments_app.tasks.dispatch_application"
 def create_run(experiment, variant, config, *, by=None, webhook_url=""):
     """Insert the run and its tests (tasks × repetitions, with task snapshots) in bulk.
 
-    The partial unique constraint on active runs turns a lost race into Conflict.
+    The partial unique constraint on active runs turns a lost race into Conflict; a disabled
+    application takes no runs (Conflict) until it is re-enabled.
     """
+    application = experiment.application
+    if application.is_disabled():
+        raise Conflict(f"The application {application.name!r} is disabled: {application.disabled_reason} Re-enable it first.")
     try:
         with transaction.atomic():
             run = Run.objects.create(

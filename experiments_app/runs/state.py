@@ -74,6 +74,17 @@ def finish_errored(test, reason, now):
     return end(test, TestStatus.ERRORED, now)
 
 
+def finish_unusable(test, reason, now):
+    """The answer came but cannot be used or stored: errored with `reason`, no result kept."""
+    test.output = None
+    test.has_output = False
+    test.reported_passed = None
+    test.metrics = {}
+    test.trace_id = ""
+    test.evaluations = []
+    return finish_errored(test, reason, now)
+
+
 def retry_later(test, due):
     """The attempt failed in a retryable way: pending again, due at `due`."""
     test.status = TestStatus.PENDING
@@ -101,14 +112,18 @@ def add_counts(run_id, statuses):
         Run.objects.filter(pk=run_id).update(**fields)
 
 
+def write_test(test):
+    # One UPDATE per row by primary key: much cheaper than bulk_update's CASE per field.
+    Test.objects.filter(pk=test.pk).update(**{name: getattr(test, name) for name in STATE_FIELDS})
+
+
 def save_tests(tests):
     """Write the state of `tests` (changed by the mutators above) and add the terminal ones to
     their runs' counts. Call inside the transaction that locked them. Returns {run id: [status]}
     of the tests that ended."""
     ended = {}
-    # One UPDATE per row by primary key: much cheaper than bulk_update's CASE per field.
     for test in tests:
-        Test.objects.filter(pk=test.pk).update(**{name: getattr(test, name) for name in STATE_FIELDS})
+        write_test(test)
         if test.status in TERMINAL_TEST_STATUSES:
             ended.setdefault(test.run_id, []).append(test.status)
     for run_id, statuses in ended.items():

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from experiments_app import webhooks
 from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Application, Run, Test, TestStatus
-from experiments_app.runs.claim import due_filter
+from experiments_app.runs import health
+from experiments_app.runs.claim import due_filter, poisonous_filter
 from experiments_app.runs.complete import complete_if_done, complete_run
 from experiments_app.runs.state import error_tests
 
@@ -46,12 +47,20 @@ def error_exhausted_tests(now):
     return error_tests(lost, f"No answer was recorded for the last of {max_attempts} attempts.", now, limit=BATCH)
 
 
+def error_poisonous_tests(now):
+    """Tests whose worker died while sending them DISPATCH_MAX_LOST_ATTEMPTS times: not sent again."""
+    lost = Test.objects.filter(poisonous_filter(now), run__status__in=ACTIVE_RUN_STATUSES)
+    times = settings.DISPATCH_MAX_LOST_ATTEMPTS
+    reason = f"No answer was recorded: the worker sending this test stopped {times} times while sending it, so it is not sent again."
+    return error_tests(lost, reason, now, limit=BATCH)
+
+
 def applications_to_wake(now):
     """Applications with due tests and no live dispatcher."""
     due = Test.objects.filter(run__status__in=ACTIVE_RUN_STATUSES).filter(due_filter(now))
     due = due.filter(run__experiment__application_id=OuterRef("pk"))
     return list(
-        Application.objects.filter(Exists(due))
+        Application.objects.filter(Exists(due), disabled_at__isnull=True)
         .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
         .values_list("pk", flat=True)
     )
@@ -69,10 +78,11 @@ def sweep_tests(*, wake):
     Returns {"errored": run ids touched, "woken": application ids, "closed": run ids closed}.
     """
     now = timezone.now()
-    touched = error_silent_tests(now) | error_exhausted_tests(now)
+    touched = error_silent_tests(now) | error_exhausted_tests(now) | error_poisonous_tests(now)
     closed = [run_id for run_id in touched if complete_if_done(run_id)]
     closed += [run_id for run_id in finished_active_runs() if complete_run(run_id)]
-    woken = applications_to_wake(now)
+    stalled = health.take_over_stalled(now)
+    woken = list(dict.fromkeys([*applications_to_wake(now), *stalled]))
     for application_id in woken:
         wake(application_id)
     if touched or closed or woken:

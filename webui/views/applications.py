@@ -11,6 +11,7 @@ from django.views.decorators.vary import vary_on_headers
 from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Role
+from experiments_app.runs import health
 from webui import connect
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
@@ -130,7 +131,9 @@ def rotate_secret(request, pk):
         fragments = [render_to_string(f"webui/application_detail.html#{name}", context, request) for name in ("secret", "connection")]
         return HttpResponse("".join(fragments))
     remember_secret(request, application)
-    messages.success(request, "A new secret was generated. The old one no longer verifies.")
+    messages.success(
+        request, "A new secret was generated. The old one keeps working for 24 hours: deliveries carry both signatures meanwhile."
+    )
     return redirect("webui:application-detail", pk=application.pk)
 
 
@@ -150,6 +153,17 @@ def ping(request, pk):
         level,
         f"Test delivery: {outcome} in {result['duration_ms']:.0f} ms. {result['error'] if result['status_code'] else ''}".strip(),
     )
+    return redirect("webui:application-detail", pk=application.pk)
+
+
+@require_POST
+@team_member
+def enable(request, pk):
+    """Re-enable an application that was disabled after failing every delivery (one click)."""
+    application = load_application(request, pk)
+    require_role(request, application.team_id, Role.ADMIN)
+    health.enable_application(application)
+    messages.success(request, f"{application.name} is enabled again.")
     return redirect("webui:application-detail", pk=application.pk)
 
 

@@ -122,6 +122,9 @@ def lifecycle_buttons(request, experiment, run):
     return buttons
 
 
+HISTORY_SHOWN = 20
+
+
 def header_context(request, experiment):
     run = active_run(experiment)
     steps = list(experiment.inference_steps.values_list("external_id", flat=True))
@@ -183,6 +186,7 @@ def experiment_detail(request, pk):
     context.update(progress_context(experiment, context["run"]))
     if request.htmx:
         return render(request, "webui/experiment_detail.html#results", context)
+    context["history"] = experiment.transitions.select_related("by", "by_token").order_by("-at", "-id")[:HISTORY_SHOWN]
     return render(request, "webui/experiment_detail.html", context)
 
 

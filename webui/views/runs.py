@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from experiments_app import webhooks
-from experiments_app.models import Run, Task, Test
+from experiments_app.models import Application, Run, Task, Test
 from experiments_app.results import baseline_result_runs, compare_runs, experiment_results
 from webui import exports
 from webui.access import team_ids, team_member
@@ -51,7 +51,17 @@ def run_summary_context(run):
     counts = run.count_tests()
     counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
     counts["percent"] = round(100 * counts["done"] / counts["total"]) if counts["total"] else 0
-    return {"run": run, "counts": counts, "experiment": run.experiment}
+    return {"run": run, "counts": counts, "experiment": run.experiment, "throttle": throttle_shown(run)}
+
+
+def throttle_shown(run):
+    """The dispatcher's in-flight limit while it backs off (throttle.py), for an active run."""
+    if not run.is_active():
+        return None
+    application = Application.objects.only("max_concurrency", "dispatch_limit").get(pk=run.experiment.application_id)
+    if application.dispatch_limit is None or application.dispatch_limit >= application.max_concurrency:
+        return None
+    return {"limit": application.dispatch_limit, "cap": application.max_concurrency}
 
 
 @require_GET
