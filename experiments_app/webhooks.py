@@ -190,7 +190,11 @@ def is_refused_address(address):
     """Not a public unicast address, in any of its spellings: private, loopback, link-local,
     shared (100.64.0.0/10, carrier-grade NAT), reserved, multicast, unspecified."""
     ip = ipaddress.ip_address(address)
-    return any(not candidate.is_global or candidate.is_multicast for candidate in (ip, *embedded_ipv4(ip)))
+    # A 6to4 or NAT64 address is a translation: where it leads is its IPv4 address, judged alone
+    # (Python 3.13 counts all of 2002::/16 as not global, 3.11 does not; the IPv4 decides either way).
+    translated = isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour is not None or any(ip in network for network in NAT64_NETWORKS))
+    own = () if translated else (ip,)
+    return any(not candidate.is_global or candidate.is_multicast for candidate in (*own, *embedded_ipv4(ip)))
 
 
 def address_refusal(host, address):

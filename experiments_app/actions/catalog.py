@@ -96,10 +96,12 @@ def ping_application(application):
     if result["ok"]:
         now = timezone.now()
         # Only if URL and secret are still the ones pinged: a rotation meanwhile must not read as connected.
-        Application.objects.filter(
-            pk=application.pk, webhook_url=application.webhook_url, webhook_secret=application.webhook_secret
-        ).update(last_ping_ok_at=now)
-        application.last_ping_ok_at = now
+        # The secret is compared in clear: stored encrypted, it differs at every write.
+        with transaction.atomic():
+            current = Application.objects.select_for_update().filter(pk=application.pk).values_list("webhook_url", "webhook_secret")
+            if current.first() == (application.webhook_url, application.webhook_secret):
+                Application.objects.filter(pk=application.pk).update(last_ping_ok_at=now)
+                application.last_ping_ok_at = now
     return result
 
 

@@ -26,6 +26,7 @@ OPERATION_IDS = {
     ("ApplicationViewSet", "destroy"): "delete_application",
     ("ApplicationViewSet", "rotate_secret"): "rotate_application_secret",
     ("ApplicationViewSet", "ping"): "ping_application",
+    ("ApplicationViewSet", "enable"): "enable_application",
     ("StepViewSet", "list"): "list_inference_steps",
     ("StepViewSet", "create"): "create_inference_step",
     ("StepViewSet", "retrieve"): "get_inference_step",

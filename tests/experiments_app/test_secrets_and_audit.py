@@ -65,7 +65,7 @@ def test_rotating_the_encryption_key_keeps_secrets_readable(team, settings):
 
 
 def test_plaintext_from_before_encryption_is_read_and_encrypted_by_the_migration(team):
-    migration = importlib.import_module("experiments_app.migrations.0005_faults_health_secrets_audit")
+    migration = importlib.import_module("experiments_app.migrations.0007_faults_health_secrets_audit")
     application = make_application(team)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE experiments_app_application SET webhook_secret = %s", ["whsec_plain"])
