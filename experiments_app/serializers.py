@@ -1,8 +1,9 @@
 """API shapes (SPEC §8). Input serializers check the shape only; the rules live in the actions."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from experiments_app import webhooks
+from experiments_app import step_detail, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
@@ -23,6 +24,33 @@ from experiments_app.states import State
 
 class AnyJSONField(serializers.JSONField):
     """Any JSON value (documented as such)."""
+
+
+STEP_DETAIL_SCHEMA = {
+    "type": "object",
+    "description": "What one inference step did for this test (SPEC §5).",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 200, "nullable": True},
+        "output": {"description": "Any JSON: what the step produced.", "nullable": True},
+        "latency_ms": {"type": "number", "minimum": 0, "nullable": True},
+        "prompt_tokens": {"type": "integer", "minimum": 0, "nullable": True},
+        "completion_tokens": {"type": "integer", "minimum": 0, "nullable": True},
+        "cost_usd": {"type": "number", "minimum": 0, "nullable": True},
+    },
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Per-step detail keyed by inference step external_id. A step outside the run's scope is kept but flagged.",
+        "additionalProperties": STEP_DETAIL_SCHEMA,
+        "maxProperties": step_detail.MAX_STEPS,
+    }
+)
+class StepsField(serializers.JSONField):
+    """`steps` of a result, stored as reported (validated by ingest.parse_result)."""
 
 
 # ---------------------------------------------------------------- errors
@@ -278,7 +306,7 @@ class RunSerializer(serializers.ModelSerializer):
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = DeliveryAttempt
-        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at"]
+        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at", "pulled"]
         read_only_fields = fields
 
 
@@ -291,6 +319,10 @@ class TestSerializer(serializers.ModelSerializer):
     evaluations = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
     delivery_attempts = DeliveryAttemptSerializer(many=True)
     callback_url = serializers.SerializerMethodField(help_text="Where the application posts this test's result (SPEC §5).")
+    steps = StepsField()
+    steps_out_of_scope = serializers.SerializerMethodField(
+        help_text="Reported steps that are not in the run's scope: kept, but not one of the experiment's steps."
+    )
 
     class Meta:
         model = Test
@@ -310,6 +342,8 @@ class TestSerializer(serializers.ModelSerializer):
             "error",
             "trace_id",
             "evaluations",
+            "steps",
+            "steps_out_of_scope",
             "delivery_attempts",
             "callback_url",
             "created_at",
@@ -322,6 +356,14 @@ class TestSerializer(serializers.ModelSerializer):
 
     def get_callback_url(self, test) -> str:
         return webhooks.callback_url(test.pk)
+
+    def get_steps_out_of_scope(self, test) -> list[str]:
+        if not test.steps:
+            return []
+        scope = self.context.get("scope")
+        if scope is None:  # a list passes its run's scope once; one test reads its own run's
+            scope = test.run.config
+        return step_detail.out_of_scope(test.steps, scope)
 
 
 class TestQuerySerializer(serializers.Serializer):
@@ -342,6 +384,7 @@ class ResultInputSerializer(serializers.Serializer):
     metrics = serializers.DictField(child=serializers.FloatField(), required=False)
     error = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     traceId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    steps = StepsField(required=False, allow_null=True)
 
 
 # ---------------------------------------------------------------- results
@@ -355,6 +398,29 @@ class MetricSummarySerializer(serializers.Serializer):
     min = serializers.FloatField(allow_null=True)
     max = serializers.FloatField(allow_null=True)
     sum = serializers.FloatField(allow_null=True)
+
+
+class StepDeltaSerializer(serializers.Serializer):
+    """A variant's step figure minus the baseline's same step figure; null where either is missing."""
+
+    latency_ms_mean = serializers.FloatField(allow_null=True)
+    latency_ms_p95 = serializers.FloatField(allow_null=True)
+    tokens_mean = serializers.FloatField(allow_null=True)
+    cost_usd_mean = serializers.FloatField(allow_null=True)
+    cost_usd_sum = serializers.FloatField(allow_null=True)
+
+
+class StepAggregateSerializer(serializers.Serializer):
+    """One inference step over a run's tests (SPEC §5 `steps`, aggregated per run)."""
+
+    count = serializers.IntegerField(help_text="Tests that reported this step.")
+    models = serializers.DictField(child=serializers.IntegerField(), help_text="Tests per reported model.")
+    latency_ms = MetricSummarySerializer()
+    prompt_tokens = MetricSummarySerializer()
+    completion_tokens = MetricSummarySerializer()
+    tokens = MetricSummarySerializer(help_text="prompt + completion tokens.")
+    cost_usd = MetricSummarySerializer()
+    delta = StepDeltaSerializer(required=False, help_text="Against the baseline's same step (variants only).")
 
 
 class EvaluatorSummarySerializer(serializers.Serializer):
@@ -386,6 +452,11 @@ class ResultSerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     metrics = serializers.DictField(child=MetricSummarySerializer())
     evaluators = serializers.DictField(child=EvaluatorSummarySerializer())
+    cost_per_test = serializers.FloatField(allow_null=True, help_text="Mean cost (USD) of the tests that reported one; null when none did.")
+    cost_per_passed = serializers.FloatField(
+        allow_null=True, help_text="What the run spent (USD, as reported) per passed test; null without a reported cost or a passed test."
+    )
+    steps = serializers.DictField(child=StepAggregateSerializer(), help_text="Per inference step, with deltas against the baseline.")
 
 
 class ResultsSerializer(serializers.Serializer):

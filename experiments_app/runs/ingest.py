@@ -7,6 +7,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
+from experiments_app import step_detail
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, RunStatus, Test
 from experiments_app.runs import state
@@ -20,10 +21,10 @@ METRIC_NAME_MAX = 100
 
 
 def parse_result(data):
-    """Validate a §5 result body; return {output, passed, metrics, error, trace_id}.
+    """Validate a §5 result body; return {output, passed, metrics, error, trace_id, steps}.
 
     Raises ValidationFailed naming each bad field (`output`, `passed`, `metrics.<name>`,
-    `error`, `traceId`).
+    `error`, `traceId`, `steps.<step>.<field>`).
     """
     if not isinstance(data, dict):
         raise ValidationFailed({"non_field_errors": "The result must be a JSON object."})
@@ -54,6 +55,8 @@ def parse_result(data):
         errors["traceId"] = "Must be a string."
     elif isinstance(trace_id, str) and len(trace_id) > TRACE_ID_MAX:
         errors["traceId"] = f"Must have at most {TRACE_ID_MAX} characters."
+    steps, step_errors = step_detail.parse_steps(data.get("steps"))
+    errors.update(step_errors)
     if errors:
         raise ValidationFailed(errors)
     return {
@@ -62,6 +65,7 @@ def parse_result(data):
         "metrics": metrics,
         "error": error or "",
         "trace_id": trace_id or "",
+        "steps": steps,
     }
 
 
@@ -74,6 +78,7 @@ def is_same_result(test, parsed):
         and (test.metrics or {}) == parsed["metrics"]
         and test.error == parsed["error"]
         and test.trace_id == parsed["trace_id"]
+        and (test.steps or {}) == parsed["steps"]
     )
 
 
@@ -105,5 +110,8 @@ def record_result(test_id, data, *, source="callback"):
         status = state.finish_with_result(test, parsed, run.experiment.evaluators, timezone.now())
         state.save_tests([test])
     logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
+    flagged = step_detail.out_of_scope(parsed["steps"], run.config)
+    if flagged:
+        logger.warning("result for test %s reports steps outside the run's scope (kept, flagged): %s", test.pk, ", ".join(flagged))
     complete_if_done(run.pk)
     return test

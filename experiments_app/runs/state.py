@@ -26,6 +26,7 @@ STATE_FIELDS = (
     "error",
     "trace_id",
     "evaluations",
+    "steps",
     "completed_at",
     "lease_until",
     "next_attempt_at",
@@ -64,6 +65,7 @@ def finish_with_result(test, parsed, evaluators, now):
     test.metrics = parsed["metrics"]
     test.error = parsed["error"]
     test.trace_id = parsed["trace_id"]
+    test.steps = parsed.get("steps") or {}
     test.evaluations = evaluations
     return end(test, TestStatus.PASSED if passed else TestStatus.FAILED, now)
 
