@@ -284,13 +284,50 @@ class VariantCreateSerializer(serializers.Serializer):
 # ---------------------------------------------------------------- runs and tests
 
 
+class MetricSummarySerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    mean = serializers.FloatField(allow_null=True)
+    median = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    sum = serializers.FloatField(allow_null=True)
+
+
+class StepDeltaSerializer(serializers.Serializer):
+    """A variant's step figure minus the baseline's same step figure; null where either is missing."""
+
+    latency_ms_mean = serializers.FloatField(allow_null=True)
+    latency_ms_p95 = serializers.FloatField(allow_null=True)
+    tokens_mean = serializers.FloatField(allow_null=True)
+    cost_usd_mean = serializers.FloatField(allow_null=True)
+    cost_usd_sum = serializers.FloatField(allow_null=True)
+
+
+class StepAggregateSerializer(serializers.Serializer):
+    """One inference step over a run's tests (SPEC §5 `steps`, aggregated per run)."""
+
+    count = serializers.IntegerField(help_text="Tests that reported this step.")
+    models = serializers.DictField(child=serializers.IntegerField(), help_text="Tests per reported model.")
+    latency_ms = MetricSummarySerializer()
+    prompt_tokens = MetricSummarySerializer()
+    completion_tokens = MetricSummarySerializer()
+    tokens = MetricSummarySerializer(help_text="prompt + completion tokens.")
+    cost_usd = MetricSummarySerializer()
+    delta = StepDeltaSerializer(required=False, help_text="Against the baseline's same step (variants only).")
+
+
 class RunSerializer(serializers.ModelSerializer):
+    dry_run = serializers.BooleanField(help_text="A dry run (variants/{id}/dry-run/): outside the lifecycle, never a result.")
+    steps = serializers.SerializerMethodField(help_text="Per inference step over the run's tests; stored when the run ends.")
+
     class Meta:
         model = Run
         fields = [
             "id",
             "experiment",
             "variant",
+            "dry_run",
             "status",
             "total",
             "passed",
@@ -299,8 +336,22 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "completed_at",
             "created_at",
+            "steps",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(child=StepAggregateSerializer()))
+    def get_steps(self, run):
+        return (run.aggregates or {}).get("steps", {})
+
+
+class DryRunSerializer(serializers.Serializer):
+    tasks = serializers.IntegerField(
+        min_value=1, max_value=100, required=False, help_text="How many selected tasks to try, chosen at random (default 1)."
+    )
+    task_ids = serializers.ListField(
+        child=serializers.UUIDField(), min_length=1, max_length=100, required=False, help_text="Or exactly these tasks (ids)."
+    )
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
@@ -388,39 +439,6 @@ class ResultInputSerializer(serializers.Serializer):
 
 
 # ---------------------------------------------------------------- results
-
-
-class MetricSummarySerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    mean = serializers.FloatField(allow_null=True)
-    median = serializers.FloatField(allow_null=True)
-    p95 = serializers.FloatField(allow_null=True)
-    min = serializers.FloatField(allow_null=True)
-    max = serializers.FloatField(allow_null=True)
-    sum = serializers.FloatField(allow_null=True)
-
-
-class StepDeltaSerializer(serializers.Serializer):
-    """A variant's step figure minus the baseline's same step figure; null where either is missing."""
-
-    latency_ms_mean = serializers.FloatField(allow_null=True)
-    latency_ms_p95 = serializers.FloatField(allow_null=True)
-    tokens_mean = serializers.FloatField(allow_null=True)
-    cost_usd_mean = serializers.FloatField(allow_null=True)
-    cost_usd_sum = serializers.FloatField(allow_null=True)
-
-
-class StepAggregateSerializer(serializers.Serializer):
-    """One inference step over a run's tests (SPEC §5 `steps`, aggregated per run)."""
-
-    count = serializers.IntegerField(help_text="Tests that reported this step.")
-    models = serializers.DictField(child=serializers.IntegerField(), help_text="Tests per reported model.")
-    latency_ms = MetricSummarySerializer()
-    prompt_tokens = MetricSummarySerializer()
-    completion_tokens = MetricSummarySerializer()
-    tokens = MetricSummarySerializer(help_text="prompt + completion tokens.")
-    cost_usd = MetricSummarySerializer()
-    delta = StepDeltaSerializer(required=False, help_text="Against the baseline's same step (variants only).")
 
 
 class EvaluatorSummarySerializer(serializers.Serializer):

@@ -58,6 +58,7 @@ urlpatterns = [
     route("experiments/<uuid:id>/variants/", VariantViewSet, {"get": "list", "post": "create"}, "variant-list"),
     route("variants/<uuid:id>/", VariantViewSet, {"get": "retrieve", "delete": "destroy"}, "variant-detail"),
     route("variants/<uuid:id>/run/", VariantViewSet, {"post": "run"}, "variant-run"),
+    route("variants/<uuid:id>/dry-run/", VariantViewSet, {"post": "dry_run"}, "variant-dry-run"),
     route("runs/<uuid:id>/", RunViewSet, {"get": "retrieve"}, "run-detail"),
     route("runs/<uuid:id>/tests/", RunViewSet, {"get": "list"}, "run-tests"),
     route("runs/<uuid:id>/cancel/", RunViewSet, {"post": "cancel"}, "run-cancel"),

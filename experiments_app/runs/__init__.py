@@ -1,6 +1,6 @@
 """Run execution, in the order a run lives:
 
-- start.py     start a baseline or variant run (its tests written in bulk), cancel a run
+- start.py     start a baseline, variant or dry run (its tests written in bulk), cancel a run
 - claim.py     the application's dispatch lease and claiming due tests
 - dispatch.py  one dispatcher per application keeps up to max_concurrency deliveries in flight
 - send.py      the HTTP side: signed requests from an asyncio loop
@@ -14,7 +14,7 @@
 from experiments_app.runs.complete import complete_if_done, complete_run
 from experiments_app.runs.dispatch import dispatch_application
 from experiments_app.runs.ingest import parse_result, record_result
-from experiments_app.runs.start import cancel_run, start_baseline_run, start_variant_run
+from experiments_app.runs.start import cancel_run, start_baseline_run, start_dry_run, start_variant_run
 from experiments_app.runs.sweep import sweep_tests
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "parse_result",
     "record_result",
     "start_baseline_run",
+    "start_dry_run",
     "start_variant_run",
     "sweep_tests",
 ]

@@ -83,7 +83,7 @@ def experiment_new(request):
 
 
 def active_run(experiment):
-    return Run.objects.filter(experiment=experiment, status__in=ACTIVE_RUN_STATUSES).select_related("variant").first()
+    return Run.objects.real().filter(experiment=experiment, status__in=ACTIVE_RUN_STATUSES).select_related("variant").first()
 
 
 def lifecycle_buttons(request, experiment, run):
@@ -140,7 +140,7 @@ def results_context(request, experiment):
     variants = list(
         Variant.objects.filter(experiment=experiment)
         .select_related("inference_step")
-        .annotate(n_runs=Count("runs"))
+        .annotate(n_runs=Count("runs", filter=Q(runs__dry_run=False)))
         .order_by("created_at", "pk")
     )
     editable = can(request, experiment.team_id)
