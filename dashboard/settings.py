@@ -178,6 +178,8 @@ DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
 # that (the worker died mid-request) the sweeper hands it to another dispatcher.
 DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECONDS", 15.0)
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
+# Pull mode: how often a waiting pending-tests long poll looks for work (seconds).
+PULL_POLL_INTERVAL_SECONDS = envfloat("PULL_POLL_INTERVAL_SECONDS", 0.2)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {

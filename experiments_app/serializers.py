@@ -7,6 +7,7 @@ from experiments_app import step_detail, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
+    Delivery,
     DeliveryAttempt,
     Experiment,
     InferenceStep,
@@ -19,6 +20,7 @@ from experiments_app.models import (
     Variant,
 )
 from experiments_app.overrides import PARAMETERS
+from experiments_app.runs import pull
 from experiments_app.states import State
 
 
@@ -67,6 +69,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
+    webhook_url = serializers.CharField(help_text="An http(s) URL; empty for a pull application without one.")
+
     class Meta:
         model = Application
         fields = [
@@ -74,6 +78,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
             "team",
             "name",
             "webhook_url",
+            "delivery",
             "timeout_seconds",
             "result_timeout_seconds",
             "max_concurrency",
@@ -91,7 +96,15 @@ class ApplicationWithSecretSerializer(ApplicationSerializer):
 
 class ApplicationInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    webhook_url = serializers.CharField(max_length=2000)
+    webhook_url = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, help_text="Required for push delivery; a pull application may leave it empty."
+    )
+    delivery = serializers.ChoiceField(
+        choices=Delivery.choices,
+        required=False,
+        help_text="push (default): tests are POSTed to webhook_url. pull: the application leases them from pending-tests/. "
+        "Cannot change while a run of the application is active.",
+    )
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=600, required=False)
     result_timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
     max_concurrency = serializers.IntegerField(min_value=1, max_value=1000, required=False)
@@ -279,6 +292,64 @@ class VariantCreateSerializer(serializers.Serializer):
     parameter = serializers.ChoiceField(choices=list(PARAMETERS))
     value = AnyJSONField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+# ---------------------------------------------------------------- pull mode (SPEC §8)
+
+
+class PendingTestsInputSerializer(serializers.Serializer):
+    max = serializers.IntegerField(min_value=1, max_value=pull.MAX_ITEMS, default=pull.DEFAULT_ITEMS, help_text="At most this many tests.")
+    wait = serializers.FloatField(
+        min_value=0,
+        max_value=pull.MAX_WAIT_SECONDS,
+        default=0,
+        help_text="Long poll: when no test is due, wait up to this many seconds and answer as soon as one is.",
+    )
+    lease_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=pull.MAX_LEASE_SECONDS,
+        required=False,
+        help_text="How long the tests are yours (default: the application's timeout_seconds). Without a result by then, "
+        "each is offered again (same testId, one more attempt).",
+    )
+
+
+class PendingTaskSerializer(serializers.Serializer):
+    id = serializers.UUIDField(allow_null=True)
+    externalId = serializers.CharField()
+    input = serializers.DictField(child=AnyJSONField())
+
+
+class PendingVariantSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    isBaseline = serializers.BooleanField()
+    parentId = serializers.UUIDField(allow_null=True)
+    change = ChangeSerializer(allow_null=True)
+
+
+class PendingExperimentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    variant = PendingVariantSerializer()
+    overrides = serializers.DictField(
+        child=serializers.DictField(child=AnyJSONField()), help_text="The effective config of every in-scope step, keyed by step."
+    )
+
+
+class PendingTestSerializer(serializers.Serializer):
+    """The `data` object of the outbound webhook body (SPEC §4)."""
+
+    testId = serializers.UUIDField()
+    repetition = serializers.IntegerField()
+    callbackUrl = serializers.URLField(help_text="Where the result goes (SPEC §5): tests/{testId}/result/.")
+    task = PendingTaskSerializer()
+    experiment = PendingExperimentSerializer()
+
+
+class PendingTestsSerializer(serializers.Serializer):
+    tests = PendingTestSerializer(many=True)
+    lease_until = serializers.DateTimeField(allow_null=True, help_text="When the lease of these tests ends.")
 
 
 # ---------------------------------------------------------------- runs and tests

@@ -6,6 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from experiments_app.api.catalog import ApplicationViewSet, StepViewSet, TaskViewSet
 from experiments_app.api.experiments import ExperimentRunViewSet, ExperimentViewSet, VariantViewSet
+from experiments_app.api.pull import PendingTestsViewSet
 from experiments_app.api.runs import ResultViewSet, RunViewSet, TestViewSet
 from experiments_app.api.tokens import TokenViewSet
 
@@ -26,6 +27,7 @@ urlpatterns = [
     ),
     route("applications/<uuid:id>/rotate-secret/", ApplicationViewSet, {"post": "rotate_secret"}, "application-rotate-secret"),
     route("applications/<uuid:id>/ping/", ApplicationViewSet, {"post": "ping"}, "application-ping"),
+    route("applications/<uuid:id>/pending-tests/", PendingTestsViewSet, {"post": "create"}, "application-pending-tests"),
     route("applications/<uuid:id>/inference-steps/", StepViewSet, {"get": "list", "post": "create"}, "step-list"),
     route(
         "applications/<uuid:id>/inference-steps/<uuid:step_id>/",

@@ -3,6 +3,7 @@
 - start.py     start a baseline, variant or dry run (its tests written in bulk), cancel a run
 - claim.py     the application's dispatch lease and claiming due tests
 - dispatch.py  one dispatcher per application keeps up to max_concurrency deliveries in flight
+- pull.py      pull mode: an application leases its due tests (pending-tests/) instead
 - send.py      the HTTP side: signed requests from an asyncio loop
 - policy.py    which answers are retried, and when
 - ingest.py    a result posted to tests/{id}/result/ (SPEC §5)
@@ -14,6 +15,7 @@
 from experiments_app.runs.complete import complete_if_done, complete_run
 from experiments_app.runs.dispatch import dispatch_application
 from experiments_app.runs.ingest import parse_result, record_result
+from experiments_app.runs.pull import pull_tests
 from experiments_app.runs.start import cancel_run, start_baseline_run, start_dry_run, start_variant_run
 from experiments_app.runs.sweep import sweep_tests
 
@@ -23,6 +25,7 @@ __all__ = [
     "complete_run",
     "dispatch_application",
     "parse_result",
+    "pull_tests",
     "record_result",
     "start_baseline_run",
     "start_dry_run",

@@ -107,8 +107,12 @@ def record_result(test_id, data, *, source="callback"):
             raise Conflict(f"The test already has a different result ({test.status}).", status=test.status)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise Conflict(f"The run has ended ({run.status}).", status=run.status)
-        status = state.finish_with_result(test, parsed, run.experiment.evaluators, timezone.now())
+        now = timezone.now()
+        leased = test.lease_until is not None  # a puller's lease, or a push attempt still in flight
+        status = state.finish_with_result(test, parsed, run.experiment.evaluators, now)
         state.save_tests([test])
+        if leased:
+            state.log_answered_lease(test, now)
     logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
     flagged = step_detail.out_of_scope(parsed["steps"], run.config)
     if flagged:

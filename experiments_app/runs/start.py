@@ -9,7 +9,18 @@ from django.utils import timezone
 from experiments_app import overrides, states
 from experiments_app.actions.experiments import apply_transition, variant_effective_config
 from experiments_app.errors import Conflict, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Experiment, Run, RunStatus, Task, Test, Variant
+from experiments_app.models import (
+    ACTIVE_RUN_STATUSES,
+    OPEN_TEST_STATUSES,
+    Application,
+    Delivery,
+    Experiment,
+    Run,
+    RunStatus,
+    Task,
+    Test,
+    Variant,
+)
 from experiments_app.runs.state import error_tests
 from experiments_app.states import State
 
@@ -50,7 +61,10 @@ def create_run(experiment, variant, config, *, by=None, tasks=None, repetitions=
 
 
 def wake_dispatcher(application_id):
-    """Have a worker send the application's due tests once the current transaction commits."""
+    """Have a worker send the application's due tests once the current transaction commits
+    (a pull application's pullers find them by themselves: nothing to wake)."""
+    if Application.objects.filter(pk=application_id, delivery=Delivery.PULL).exists():
+        return
     transaction.on_commit(lambda: current_app.send_task(DISPATCH_TASK, args=[str(application_id)]))
 
 
