@@ -108,3 +108,115 @@ def delta_figure(results):
         "hovertemplate": "%{x}<br>%{y:+.1f} pp · p=%{customdata:.3f}<extra></extra>",
     }
     return {"data": [trace] if rows else [], "layout": layout}
+
+
+# --- trade-offs: pass rate against what it costs -------------------------------------
+
+TRADEOFF_AXES = {
+    "cost": ("Mean cost per test", "mean cost per test (USD)", "no cost reported"),
+    "latency": ("p95 latency", "p95 latency (ms)", "no latency reported"),
+}
+
+
+def tradeoff_x(row, axis):
+    """A row's x on the trade-off chart: its mean cost per test or its p95 latency; None when not reported."""
+    if axis == "cost":
+        return row.get("cost_per_test")
+    return ((row.get("metrics") or {}).get("latency_ms") or {}).get("p95")
+
+
+def tradeoff_groups(rows):
+    """(label, rows, marker) of the three kinds of point: the baseline, the control, the other variants."""
+    baseline = [row for row in rows if row.get("is_baseline")]
+    control = [row for row in rows if row.get("is_control") and not row.get("is_baseline")]
+    variants = [row for row in rows if not row.get("is_baseline") and not row.get("is_control")]
+    return [
+        ("baseline", baseline, {"symbol": "star", "size": 16, "color": COLOURS["baseline"]}),
+        ("control", control, {"symbol": "diamond", "size": 12, "color": COLOURS["noise"]}),
+        ("variants", variants, {"symbol": "circle", "size": 11, "color": [COLOURS[tone(row)] for row in variants]}),
+    ]
+
+
+def missing_note(rows, axis):
+    """The annotation naming the points the chart cannot place (missing is not zero)."""
+    missing = [row["name"] for row in rows if tradeoff_x(row, axis) is None]
+    text = f"{TRADEOFF_AXES[axis][2]}: {', '.join(missing)}" if missing else ""
+    return {"xref": "paper", "yref": "paper", "x": 0, "y": -0.3, "xanchor": "left", "showarrow": False, "text": text, "font": {"size": 11}}
+
+
+def tradeoff_figure(results):
+    """Pass rate (with its 95% interval) against mean cost per test, one point per variant with
+    a result, the baseline a star and the control a diamond; a button switches the x axis to
+    p95 latency. Points without the metric are named under the chart, never drawn at zero."""
+    rows = with_results(results)
+    groups = tradeoff_groups(rows)
+    traces = []
+    for label, members, marker in groups:
+        if not members:
+            continue
+        rates = [round(row["pass_rate"] * 100, 2) for row in members]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers+text",
+                "name": label,
+                "x": [tradeoff_x(row, "cost") for row in members],
+                "y": rates,
+                "text": [row["name"] for row in members],
+                "textposition": "top center",
+                "textfont": {"size": 11},
+                "marker": {**marker, "line": {"width": 1, "color": "rgba(0,0,0,0.35)"}},
+                "error_y": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [round((row["ci_high"] - row["pass_rate"]) * 100, 2) for row in members],
+                    "arrayminus": [round((row["pass_rate"] - row["ci_low"]) * 100, 2) for row in members],
+                    "thickness": 1.2,
+                    "width": 3,
+                },
+                "customdata": [[tradeoff_x(row, "cost"), tradeoff_x(row, "latency")] for row in members],
+                "hovertemplate": "%{text}<br>%{y:.1f}% passed<br>cost/test $%{customdata[0]:.6f} · p95 %{customdata[1]:.0f} ms<extra></extra>",
+            }
+        )
+    layout = base_layout("Pass rate vs cost", "pass rate (%)")
+    layout["yaxis"]["range"] = [0, 108]
+    layout["xaxis"] = {
+        "title": {"text": TRADEOFF_AXES["cost"][1]},
+        "zeroline": False,
+        "gridcolor": "rgba(128,128,128,0.2)",
+        "rangemode": "tozero",
+    }
+    layout["showlegend"] = True
+    layout["legend"] = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.12}
+    layout["margin"] = {"l": 48, "r": 12, "t": 60, "b": 80}
+    layout["height"] = 340
+    layout["annotations"] = [missing_note(rows, "cost")]
+    layout["updatemenus"] = [
+        {
+            "type": "buttons",
+            "direction": "right",
+            "x": 0,
+            "xanchor": "left",
+            "y": 1.22,
+            "yanchor": "top",
+            "showactive": True,
+            "active": 0,
+            "buttons": [
+                {
+                    "label": label,
+                    "method": "update",
+                    "args": [
+                        {"x": [[tradeoff_x(row, axis) for row in members] for _, members, _ in groups if members]},
+                        {
+                            "xaxis.title.text": title,
+                            "annotations": [missing_note(rows, axis)],
+                            "title.text": f"Pass rate vs {label.lower()}",
+                        },
+                    ],
+                }
+                for axis, (label, title, _) in TRADEOFF_AXES.items()
+            ],
+        }
+    ]
+    layout["title"]["text"] = "Pass rate vs mean cost per test"
+    return {"data": traces, "layout": layout}

@@ -25,7 +25,7 @@ from experiments_app import webhooks
 from experiments_app.errors import Conflict, NotFound
 from experiments_app.models import Application, DeliveryAttempt, Run, TestStatus
 from experiments_app.runs import state
-from experiments_app.runs.claim import active_runs, application_tests, claim_tests
+from experiments_app.runs.claim import active_runs, application_tests, claim_tests, due_filter
 
 MAX_ITEMS = 100
 DEFAULT_ITEMS = 10
@@ -91,3 +91,9 @@ def pull_tests(application_id, *, limit=DEFAULT_ITEMS, wait=0, lease_seconds, cl
             break
         sleep(max(0.0, min(settings.PULL_POLL_INTERVAL_SECONDS, deadline - clock())))
     return {"tests": payloads(tests), "lease_until": tests[0].lease_until if tests else None}
+
+
+def pull_status(application_id):
+    """{"waiting": due tests nobody holds, "leased": tests leased and not expired} of a pull application."""
+    now = timezone.now()
+    return {"waiting": application_tests(application_id).filter(due_filter(now)).count(), "leased": held_leases(application_id, now)}
