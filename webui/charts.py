@@ -4,6 +4,8 @@ Pure functions over plain dicts: the page passes them through `json_script` and 
 init script draws them; templates never compute chart data.
 """
 
+import math
+
 from experiments_app.results import significant
 
 COLOURS = {"baseline": "#4c6ef5", "better": "#2f9e44", "worse": "#e03131", "noise": "#868e96"}
@@ -113,9 +115,11 @@ def delta_figure(results):
 # --- trade-offs: pass rate against what it costs -------------------------------------
 
 TRADEOFF_AXES = {
-    "cost": ("Mean cost per test", "mean cost per test (USD)", "no cost reported"),
+    "cost": ("Mean cost per test", "mean cost per test (USD, log scale)", "no cost reported"),
     "latency": ("p95 latency", "p95 latency (ms)", "no latency reported"),
 }
+# Model prices differ by orders of magnitude, so cost reads best on a log axis; latency does not.
+TRADEOFF_AXIS_TYPES = {"cost": "log", "latency": "linear"}
 
 
 def tradeoff_x(row, axis):
@@ -144,12 +148,49 @@ def missing_note(rows, axis):
     return {"xref": "paper", "yref": "paper", "x": 0, "y": -0.3, "xanchor": "left", "showarrow": False, "text": text, "font": {"size": 11}}
 
 
+def label_positions(rows):
+    """{row name: textposition}: above and below in turn along the cost axis, so the names of
+    neighbouring points do not overprint."""
+    ranked = sorted(rows, key=lambda row: (tradeoff_x(row, "cost") is None, tradeoff_x(row, "cost") or 0, row["pass_rate"]))
+    return {row["name"]: "top center" if index % 2 == 0 else "bottom center" for index, row in enumerate(ranked)}
+
+
+def axis_range(rows, axis):
+    """The x range with room for the points' names at both ends (None: let plotly choose)."""
+    values = [value for value in (tradeoff_x(row, axis) for row in rows) if value is not None and value > 0]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if TRADEOFF_AXIS_TYPES[axis] == "log":  # plotly takes a log axis's range in log10 units
+        low, high = math.log10(low), math.log10(high)
+        pad = max(0.25, (high - low) * 0.12)
+        return [low - pad, high + pad]
+    pad = max(high * 0.1, (high - low) * 0.12)
+    return [max(0.0, low - pad), high + pad]
+
+
+def axis_layout(rows, axis):
+    """The x axis of the trade-off chart for `axis`: title, scale, range and tick labels."""
+    span = axis_range(rows, axis)
+    money = axis == "cost"
+    return {
+        "title.text": TRADEOFF_AXES[axis][1],
+        "type": TRADEOFF_AXIS_TYPES[axis],
+        "range": span,
+        "autorange": span is None,
+        "dtick": 1 if money else None,  # one tick per power of ten: $0.0001, $0.001, …
+        "tickprefix": "$" if money else "",
+        "tickformat": "~g" if money else "",
+    }
+
+
 def tradeoff_figure(results):
     """Pass rate (with its 95% interval) against mean cost per test, one point per variant with
     a result, the baseline a star and the control a diamond; a button switches the x axis to
     p95 latency. Points without the metric are named under the chart, never drawn at zero."""
     rows = with_results(results)
     groups = tradeoff_groups(rows)
+    positions = label_positions(rows)
     traces = []
     for label, members, marker in groups:
         if not members:
@@ -163,7 +204,7 @@ def tradeoff_figure(results):
                 "x": [tradeoff_x(row, "cost") for row in members],
                 "y": rates,
                 "text": [row["name"] for row in members],
-                "textposition": "top center",
+                "textposition": [positions[row["name"]] for row in members],
                 "textfont": {"size": 11},
                 "marker": {**marker, "line": {"width": 1, "color": "rgba(0,0,0,0.35)"}},
                 "error_y": {
@@ -178,17 +219,14 @@ def tradeoff_figure(results):
                 "hovertemplate": "%{text}<br>%{y:.1f}% passed<br>cost/test $%{customdata[0]:.6f} · p95 %{customdata[1]:.0f} ms<extra></extra>",
             }
         )
-    layout = base_layout("Pass rate vs cost", "pass rate (%)")
-    layout["yaxis"]["range"] = [0, 108]
-    layout["xaxis"] = {
-        "title": {"text": TRADEOFF_AXES["cost"][1]},
-        "zeroline": False,
-        "gridcolor": "rgba(128,128,128,0.2)",
-        "rangemode": "tozero",
-    }
+    layout = base_layout("", "pass rate (%)")
+    del layout["title"]  # the panel's heading names the chart; the axis switch sits where a title would
+    layout["yaxis"]["range"] = [0, 110]
+    first = axis_layout(rows, "cost")
+    layout["xaxis"] = {"gridcolor": "rgba(128,128,128,0.2)", "title": {"text": first.pop("title.text")}, **first}
     layout["showlegend"] = True
-    layout["legend"] = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.12}
-    layout["margin"] = {"l": 48, "r": 12, "t": 60, "b": 80}
+    layout["legend"] = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}
+    layout["margin"] = {"l": 48, "r": 12, "t": 44, "b": 80}
     layout["height"] = 340
     layout["annotations"] = [missing_note(rows, "cost")]
     layout["updatemenus"] = [
@@ -197,8 +235,9 @@ def tradeoff_figure(results):
             "direction": "right",
             "x": 0,
             "xanchor": "left",
-            "y": 1.22,
-            "yanchor": "top",
+            "y": 1.02,
+            "yanchor": "bottom",
+            "pad": {"l": 0, "t": 0, "b": 4},
             "showactive": True,
             "active": 0,
             "buttons": [
@@ -208,15 +247,13 @@ def tradeoff_figure(results):
                     "args": [
                         {"x": [[tradeoff_x(row, axis) for row in members] for _, members, _ in groups if members]},
                         {
-                            "xaxis.title.text": title,
+                            **{f"xaxis.{key}": value for key, value in axis_layout(rows, axis).items()},
                             "annotations": [missing_note(rows, axis)],
-                            "title.text": f"Pass rate vs {label.lower()}",
                         },
                     ],
                 }
-                for axis, (label, title, _) in TRADEOFF_AXES.items()
+                for axis, (label, _, _) in TRADEOFF_AXES.items()
             ],
         }
     ]
-    layout["title"]["text"] = "Pass rate vs mean cost per test"
     return {"data": traces, "layout": layout}
