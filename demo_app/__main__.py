@@ -70,6 +70,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=8, help="pull mode: tests answered at once")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="demo_app %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     if args.pull:
         pull(args)
     else:

@@ -190,6 +190,7 @@ def main(argv=None):
     if not args.application or not (secret or token):
         parser.error("--application (or EXPERIMENTS_APPLICATION_ID) and EXPERIMENTS_WEBHOOK_SECRET (or EXPERIMENTS_API_TOKEN) are needed")
     logging.basicConfig(level=logging.INFO, format="pull_worker %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     answer = load_handler(args.handler) if args.handler else echo
     worker = PullWorker(
         args.dashboard,

@@ -436,3 +436,18 @@ def test_a_long_poll_over_http_is_answered_when_a_run_starts(live_server):
     )
     assert response.status_code == 200 and len(response.json()["tests"]) == 2
     wait_for(lambda: Run.objects.filter(status=RunStatus.RUNNING).exists(), message="the run to be running")
+
+
+def test_the_openapi_schema_documents_pull_mode_dry_runs_and_steps(anonymous):
+    schema = anonymous.get("/api/schema/?format=json").json()
+    pending = schema["paths"]["/api/v1/applications/{id}/pending-tests/"]["post"]
+    schemes = [set(item) for item in pending["security"]]
+    assert {"bearerAuth"} in schemes and {"webhookSignature"} in schemes
+    components = schema["components"]["schemas"]
+    assert set(components["PendingTestsInputRequest"]["properties"]) == {"max", "wait", "lease_seconds"}
+    assert set(components["PendingTest"]["properties"]) == {"testId", "repetition", "callbackUrl", "task", "experiment"}
+    assert "/api/v1/variants/{id}/dry-run/" in schema["paths"]
+    assert set(components["DryRunRequest"]["properties"]) == {"tasks", "task_ids"}
+    assert "steps" in components["ResultInputRequest"]["properties"] and "steps" in components["Test"]["properties"]
+    assert {"cost_per_test", "cost_per_passed", "steps"} <= set(components["Result"]["properties"])
+    assert "delivery" in components["Application"]["properties"] and "dry_run" in components["Run"]["properties"]
