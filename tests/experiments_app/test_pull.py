@@ -413,7 +413,7 @@ def test_a_long_poll_answers_as_soon_as_a_test_is_due():
     elapsed = time.monotonic() - begun
     starter.join()
     assert len(answer["tests"]) == 1
-    assert 0.6 < elapsed < 0.7 + 0.5  # answered within a poll interval or two of the start, not at the end of the wait
+    assert 0.6 < elapsed < 4  # answered once the run started, long before the end of the 10 s wait
 
 
 @pytest.mark.django_db(transaction=True)
@@ -421,7 +421,7 @@ def test_a_long_poll_without_work_answers_empty_when_the_wait_ends():
     application = pull_app()
     begun = time.monotonic()
     assert runs.pull_tests(application.pk, wait=1, lease_seconds=30) == {"tests": [], "lease_until": None}
-    assert 0.95 <= time.monotonic() - begun < 2
+    assert 0.95 <= time.monotonic() - begun < 3
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,6 +1,7 @@
 """Issue 13 on the pages: pull mode on the application page, dry runs, per-step detail and the trade-off chart."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -337,6 +338,21 @@ def test_the_tradeoff_figure_without_a_control_has_no_control_point():
     assert [trace["name"] for trace in figure["data"]] == ["baseline"]
 
 
+def admin_failures(client, application_id):
+    html = client.get(f"/applications/{application_id}/").content.decode()
+    return html[html.index('id="delivery-failures"') :]
+
+
+def test_an_expired_lease_is_a_delivery_failure_on_the_application_page(editor):
+    experiment = make_ready(editor.team, n_tasks=1)
+    actions.update_application(experiment.application, {"delivery": "pull"})
+    run = runs.start_baseline_run(experiment)
+    runs.pull_tests(experiment.application_id, lease_seconds=60)
+    Test.objects.filter(run=run).update(lease_until=timezone.now() - timedelta(seconds=1))
+    runs.pull_tests(experiment.application_id, lease_seconds=60)  # re-offered: the first lease is logged as expired
+    assert "The lease expired without a result." in admin_failures(editor, experiment.application_id)
+
+
 def test_a_pulled_test_page_lists_its_lease_as_an_attempt(editor):
     experiment = make_ready(editor.team, n_tasks=1)
     actions.update_application(experiment.application, {"delivery": "pull"})
@@ -346,6 +362,8 @@ def test_a_pulled_test_page_lists_its_lease_as_an_attempt(editor):
     runs.record_result(test.pk, {"output": "x"})
     html = editor.get(f"/runs/{run.pk}/tests/{test.pk}/").content.decode()
     assert DeliveryAttempt.objects.get(test=test).pulled
-    assert "leased" in html
+    assert "leased" in html and "leased to a puller (pull mode); its result was posted" in html
+    failures = admin_failures(editor, experiment.application_id)
+    assert "No failed deliveries." in failures  # an answered lease is not a failure
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED

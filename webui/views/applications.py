@@ -61,6 +61,7 @@ def recent_failures(application):
     return (
         DeliveryAttempt.objects.filter(test__run__experiment__application=application)
         .filter(Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300))
+        .exclude(pulled=True, error="")  # a puller's lease without an error is not a failure
         .select_related("test__run")
         .order_by("-started_at")[:FAILURES_SHOWN]
     )

@@ -126,6 +126,7 @@ def test_detail(request, pk, test_id):
     run = load_run(request, pk)
     test = get_object_or_404(Test, pk=test_id, run=run)
     baseline = baseline_run_of(run)
+    attempts = list(test.delivery_attempts.all())
     baseline_test = (
         Test.objects.filter(run=baseline, task_id=test.task_id, repetition=test.repetition).first() if baseline and test.task_id else None
     )
@@ -136,7 +137,8 @@ def test_detail(request, pk, test_id):
         "baseline_test": baseline_test,
         "trace": step_detail.trace(test.steps, baseline_test.steps if baseline_test else None, list(run.config or {})),
         "diff": side_by_side(baseline_test.output if baseline_test else None, test.output),
-        "attempts": list(test.delivery_attempts.all()),
+        "attempts": attempts,
+        "pulled": any(attempt.pulled for attempt in attempts),
         "evaluations": [e for e in test.evaluations or [] if isinstance(e, dict)],
         "sent": webhooks.build_test_payload(test, webhooks.run_envelope(run)),
     }
