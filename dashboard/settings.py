@@ -180,6 +180,8 @@ DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECOND
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 5 * 1024 * 1024)
 # Pull mode: how often a waiting pending-tests long poll looks for work (seconds).
 PULL_POLL_INTERVAL_SECONDS = envfloat("PULL_POLL_INTERVAL_SECONDS", 0.2)
+# At most this many pending-tests long polls wait at once per web process (each holds a thread).
+PULL_MAX_WAITERS = envint("PULL_MAX_WAITERS", 16)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {

@@ -156,7 +156,9 @@ class PullWorker:
         pause = 1.0
         while not self.stopping.is_set():
             try:
-                self.run_once()
+                if not self.run_once():
+                    # Nothing leased: the long poll ended, or the dashboard had no place to wait.
+                    self.stopping.wait(0.5)
                 pause = 1.0
             except (httpx.HTTPError, ValueError, KeyError) as error:
                 logger.warning("leasing failed (%s); retrying in %.0fs", error, pause)

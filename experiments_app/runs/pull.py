@@ -15,6 +15,7 @@ skipped). The long poll repeats that short transaction until work appears or the
 ends; no transaction stays open while it sleeps.
 """
 
+import threading
 import time
 
 from django.conf import settings
@@ -77,19 +78,39 @@ def payloads(tests):
     return [webhooks.build_test_payload(test, envelopes[test.run_id])["data"] for test in tests]
 
 
+_waiters = None
+_waiters_size = None
+_guard = threading.Lock()
+
+
+def waiters():
+    """The process's places for waiting pullers, (re)made when the setting changes (tests change it)."""
+    global _waiters, _waiters_size
+    with _guard:
+        if _waiters is None or _waiters_size != settings.PULL_MAX_WAITERS:
+            _waiters = threading.BoundedSemaphore(settings.PULL_MAX_WAITERS)
+            _waiters_size = settings.PULL_MAX_WAITERS
+        return _waiters
+
+
 def pull_tests(application_id, *, limit=DEFAULT_ITEMS, wait=0, lease_seconds, clock=time.monotonic, sleep=time.sleep):
     """Lease tests for one pull request: at once when some are due, else polling every
     PULL_POLL_INTERVAL_SECONDS until some are or `wait` seconds have passed.
 
-    Returns {"tests": [§4 data objects], "lease_until": when their lease ends (None when empty)}.
-    Raises NotFound / Conflict as `lease_tests`.
+    A waiting request holds a web thread, so at most PULL_MAX_WAITERS wait at once in a
+    process; beyond that a request without work answers at once (empty) and the puller asks
+    again. Returns {"tests": [§4 data objects], "lease_until": when their lease ends (None
+    when empty)}. Raises NotFound / Conflict as `lease_tests`.
     """
     deadline = clock() + wait
-    while True:
-        tests = lease_tests(application_id, limit, lease_seconds)
-        if tests or clock() >= deadline:
-            break
-        sleep(max(0.0, min(settings.PULL_POLL_INTERVAL_SECONDS, deadline - clock())))
+    tests = lease_tests(application_id, limit, lease_seconds)
+    if not tests and wait > 0 and waiters().acquire(blocking=False):
+        try:
+            while not tests and clock() < deadline:
+                sleep(max(0.0, min(settings.PULL_POLL_INTERVAL_SECONDS, deadline - clock())))
+                tests = lease_tests(application_id, limit, lease_seconds)
+        finally:
+            waiters().release()
     return {"tests": payloads(tests), "lease_until": tests[0].lease_until if tests else None}
 
 

@@ -451,3 +451,19 @@ def test_the_openapi_schema_documents_pull_mode_dry_runs_and_steps(anonymous):
     assert "steps" in components["ResultInputRequest"]["properties"] and "steps" in components["Test"]["properties"]
     assert {"cost_per_test", "cost_per_passed", "steps"} <= set(components["Result"]["properties"])
     assert "delivery" in components["Application"]["properties"] and "dry_run" in components["Run"]["properties"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beyond_pull_max_waiters_a_pull_without_work_answers_at_once(settings):
+    settings.PULL_MAX_WAITERS = 1
+    application = pull_app()
+    waiting = threading.Thread(target=lambda: (runs.pull_tests(application.pk, wait=2, lease_seconds=30), connection.close()))
+    waiting.start()
+    time.sleep(0.3)  # the first puller holds the only place
+    begun = time.monotonic()
+    assert runs.pull_tests(application.pk, wait=2, lease_seconds=30)["tests"] == []
+    assert time.monotonic() - begun < 1
+    waiting.join()
+    begun = time.monotonic()
+    runs.pull_tests(application.pk, wait=0.5, lease_seconds=30)  # the place is free again: this one waits
+    assert time.monotonic() - begun >= 0.45
