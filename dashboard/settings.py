@@ -255,6 +255,10 @@ DISPATCH_MAX_LOST_ATTEMPTS = envint("DISPATCH_MAX_LOST_ATTEMPTS", 3)
 # long, is disabled until someone re-enables it.
 APPLICATION_DISABLE_AFTER_FAILURES = envint("APPLICATION_DISABLE_AFTER_FAILURES", 100)
 APPLICATION_DISABLE_AFTER_SECONDS = envfloat("APPLICATION_DISABLE_AFTER_SECONDS", 3600.0)
+# Pull mode: how often a waiting pending-tests long poll looks for work (seconds).
+PULL_POLL_INTERVAL_SECONDS = envfloat("PULL_POLL_INTERVAL_SECONDS", 0.2)
+# At most this many pending-tests long polls wait at once per web process (each holds a thread).
+PULL_MAX_WAITERS = envint("PULL_MAX_WAITERS", 16)
 CELERY_BEAT_SCHEDULE = {
     # A sweep not started within a few intervals is dropped: the next one does its work.
     "sweep-tests": {

@@ -2,7 +2,8 @@
 
 Whether an answer is right depends on the `answer` step's model, temperature and
 system prompt (and a little on the `router` step), so variants really differ. Token
-counts, latency and cost follow from the same configuration.
+counts, latency and cost follow from the same configuration, and are reported per
+step (`router`, then `answer`) and in total.
 """
 
 import hashlib
@@ -77,8 +78,29 @@ def wrong_answer(expected, task_id):
     return f"{expected}ville" if unit("wrong", task_id) < 0.5 else str(expected)[::-1].title()
 
 
+def price(model, prompt_tokens, completion_tokens):
+    price_in, price_out = MODEL_PRICE.get(model, (0.001, 0.002))
+    return round(prompt_tokens / 1000 * price_in + completion_tokens / 1000 * price_out, 6)
+
+
+def route(task_id, data, overrides, repetition):
+    """The router step's detail (SPEC §5 `steps`): a short classification call."""
+    config = step_config(overrides, "router")
+    prompt_tokens = 30 + len(str(data.get("question", ""))) // 4
+    completion_tokens = 3
+    latency = 0.35 * MODEL_LATENCY_MS.get(config["model"], 500) + 30 * unit("route", task_id, repetition)
+    return {
+        "model": config["model"],
+        "output": data.get("category") or "general",
+        "latency_ms": round(latency, 1),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost_usd": price(config["model"], prompt_tokens, completion_tokens),
+    }
+
+
 def answer(task, overrides, repetition=1):
-    """The result body (SPEC §5) the application reports for one task."""
+    """The result body (SPEC §5) the application reports for one task, with per-step detail."""
     task_id = task.get("externalId") or task.get("id") or ""
     data = task.get("input") or {}
     config = step_config(overrides, "answer")
@@ -92,14 +114,25 @@ def answer(task, overrides, repetition=1):
     completion = VERBOSITY_TOKENS.get(config.get("verbosity", "medium"), 70) + int(20 * unit("len", task_id, repetition))
     completion_tokens = min(completion, int(config.get("max_tokens", 300)))
     latency = MODEL_LATENCY_MS.get(config["model"], 500) + 4 * completion_tokens + 80 * unit("latency", task_id, repetition)
-    price_in, price_out = MODEL_PRICE.get(config["model"], (0.001, 0.002))
-    return {
-        "output": output,
-        "metrics": {
+    steps = {
+        "router": route(task_id, data, overrides, repetition),
+        "answer": {
+            "model": config["model"],
+            "output": output,
             "latency_ms": round(latency, 1),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "cost_usd": round(prompt_tokens / 1000 * price_in + completion_tokens / 1000 * price_out, 6),
+            "cost_usd": price(config["model"], prompt_tokens, completion_tokens),
         },
+    }
+    return {
+        "output": output,
+        "metrics": {
+            "latency_ms": round(sum(step["latency_ms"] for step in steps.values()), 1),
+            "prompt_tokens": sum(step["prompt_tokens"] for step in steps.values()),
+            "completion_tokens": sum(step["completion_tokens"] for step in steps.values()),
+            "cost_usd": round(sum(step["cost_usd"] for step in steps.values()), 6),
+        },
+        "steps": steps,
         "traceId": "demo-" + hashlib.sha256(f"{task_id}|{repetition}|{sorted(config.items())}".encode()).hexdigest()[:16],
     }

@@ -31,6 +31,18 @@ def secret_file():
     return Path(os.environ.get("VAR_DIR", REPO_DIR / "var")) / "demo_app.secret"
 
 
+def application_file():
+    return Path(os.environ.get("VAR_DIR", REPO_DIR / "var")) / "demo_app.application"
+
+
+def load_application_id():
+    """The demo application's id for pull mode: $DEMO_APPLICATION_ID, else the file load_demo writes."""
+    if os.environ.get("DEMO_APPLICATION_ID"):
+        return os.environ["DEMO_APPLICATION_ID"]
+    path = application_file()
+    return path.read_text().strip() if path.exists() else ""
+
+
 def load_secret():
     """The webhook secret: $DEMO_WEBHOOK_SECRET, else the file load_demo writes."""
     if os.environ.get("DEMO_WEBHOOK_SECRET"):

@@ -94,11 +94,20 @@ class ApiToken(models.Model):
         return cls.objects.select_related("team").filter(token_hash=cls.hash(raw), revoked_at__isnull=True).first()
 
 
+class Delivery(models.TextChoices):
+    """How an application gets its tests (SPEC §8): webhooks pushed to it, or pulled by it."""
+
+    PUSH = "push"
+    PULL = "pull"
+
+
 class Application(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="applications")
     name = models.CharField(max_length=200)
-    webhook_url = models.URLField(max_length=2000)
+    # Empty only for a pull application, which needs no address the dashboard can reach.
+    webhook_url = models.URLField(max_length=2000, blank=True)
+    delivery = models.CharField(max_length=4, choices=Delivery.choices, default=Delivery.PUSH)
     webhook_secret = EncryptedTextField(default=new_webhook_secret)
     # After a rotation the old secret keeps signing (beside the new one) and verifying until then.
     previous_webhook_secret = EncryptedTextField(blank=True, default="")
@@ -133,6 +142,7 @@ class Application(models.Model):
             models.CheckConstraint(condition=Q(timeout_seconds__gte=1), name="application_timeout_positive"),
             models.CheckConstraint(condition=Q(result_timeout_seconds__gte=1), name="application_result_timeout_positive"),
             models.CheckConstraint(condition=Q(max_concurrency__gte=1), name="application_concurrency_positive"),
+            models.CheckConstraint(condition=Q(delivery=Delivery.PULL) | ~Q(webhook_url=""), name="application_push_needs_url"),
         ]
 
     def __str__(self):
@@ -140,6 +150,9 @@ class Application(models.Model):
 
     def is_disabled(self):
         return self.disabled_at is not None
+
+    def is_pull(self):
+        return self.delivery == Delivery.PULL
 
     def rotate_secret(self):
         """A new secret; the old one stays valid for WEBHOOK_SECRET_ROTATION_SECONDS (both sign meanwhile).
@@ -329,11 +342,19 @@ class RunStatus(models.TextChoices):
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
+class RunQuerySet(models.QuerySet):
+    def real(self):
+        """Runs of the lifecycle: all but dry runs, which never move it and are never a result."""
+        return self.filter(dry_run=False)
+
+
 class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
     variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="runs")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    # A smoke test on a few tasks (SPEC §8 dry-run/): beside other runs, outside the lifecycle and the results.
+    dry_run = models.BooleanField(default=False)
     # The effective config sent as `overrides`, frozen when the run starts.
     config = models.JSONField(default=dict)
     total = models.PositiveIntegerField(default=0)
@@ -352,12 +373,14 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["experiment"],
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=["queued", "running"], dry_run=False),
                 name="run_one_active_per_experiment",
             ),
         ]
@@ -414,6 +437,8 @@ class Test(models.Model):
     error = models.TextField(blank=True)
     trace_id = models.CharField(max_length=500, blank=True)
     evaluations = models.JSONField(default=list, blank=True)
+    # Per-step detail of the result (SPEC §5 `steps`), as reported: {step external_id: {model, output, latency_ms, …}}.
+    steps = models.JSONField(default=dict, blank=True)
     # When the next delivery attempt is due (retries wait here, not in the broker),
     # and until when the current holder may work on it before a sweeper takes over.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -463,6 +488,9 @@ class DeliveryAttempt(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
+    # A lease handed to a puller (pull mode) instead of a request: started_at is when it was
+    # leased, duration_ms how long its result took, error why it expired without one.
+    pulled = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["test", "number"]

@@ -10,7 +10,7 @@ many tests or variants there are.
 
 from django.db.models import OuterRef, Subquery
 
-from experiments_app import stats
+from experiments_app import stats, step_detail
 from experiments_app.evaluation import evaluator_names
 from experiments_app.models import Run, RunStatus, Test, TestStatus, Variant
 
@@ -22,8 +22,10 @@ def summarize_run(run):
     {name: {passed, failed, pass_rate}}, "outcomes": {task_id: passed by majority}}.
     Reads the tests in one query."""
     metric_values, evaluator_counts, repetitions = {}, {}, {}
-    rows = Test.objects.filter(run_id=run.pk).values_list("task_id", "status", "metrics", "evaluations")
-    for task_id, status, metrics, evaluations in rows.iterator(chunk_size=2000):
+    per_step = step_detail.StepAggregator()
+    rows = Test.objects.filter(run_id=run.pk).values_list("task_id", "status", "metrics", "evaluations", "steps")
+    for task_id, status, metrics, evaluations, steps in rows.iterator(chunk_size=2000):
+        per_step.add(metrics, steps)
         for name, value in metrics.items() if isinstance(metrics, dict) else ():
             if stats.is_number(value):
                 metric_values.setdefault(name, []).append(value)
@@ -41,13 +43,16 @@ def summarize_run(run):
             for name, (passed, failed) in evaluator_counts.items()
         },
         "outcomes": {task: stats.majority_passed(passes) for task, passes in repetitions.items()},
+        **per_step.summary(),  # {"steps": per-step detail, "cost": per-test cost}
     }
 
 
 def baseline_result_runs(experiment_id):
     """The baseline's succeeded-or-failed runs in an experiment, latest first."""
-    return Run.objects.filter(experiment_id=experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES).order_by(
-        "-created_at", "-completed_at"
+    return (
+        Run.objects.real()
+        .filter(experiment_id=experiment_id, variant__parent__isnull=True, status__in=RESULT_STATUSES)
+        .order_by("-created_at", "-completed_at")
     )
 
 
@@ -109,7 +114,10 @@ def experiment_results(experiment):
     """{"baseline": R, "variants": [R, …]} of SPEC §8, one R per variant from its latest
     succeeded-or-failed run. Two queries, whatever the number of variants or tests."""
     latest = (
-        Run.objects.filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES).order_by("-created_at", "-completed_at").values("pk")[:1]
+        Run.objects.real()
+        .filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES)
+        .order_by("-created_at", "-completed_at")
+        .values("pk")[:1]
     )
     variants = list(
         Variant.objects.filter(experiment=experiment)
@@ -130,6 +138,8 @@ def experiment_results(experiment):
         for variant in variants
         if not variant.is_baseline
     ]
+    for row in rows:
+        row["steps"] = step_detail.with_deltas(row["steps"], baseline["steps"] if baseline else None)
     return {"baseline": baseline, "variants": rows}
 
 
@@ -180,6 +190,9 @@ def result_row(variant, run, names, baseline_run, pairings):
         "completed_at": None,
         "metrics": {},
         "evaluators": {},
+        "cost_per_test": None,
+        "cost_per_passed": None,
+        "steps": {},
     }
     if run is None:
         return row
@@ -199,6 +212,8 @@ def result_row(variant, run, names, baseline_run, pairings):
         completed_at=run.completed_at,
         metrics=dict(sorted(aggregates.get("metrics", {}).items())),
         evaluators=ordered_evaluators(aggregates.get("evaluators", {}), names),
+        steps=aggregates.get("steps", {}),
+        **step_detail.cost_figures(aggregates, run.passed),
     )
     if baseline_run is None:
         return row

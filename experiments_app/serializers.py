@@ -2,12 +2,14 @@
 
 import uuid
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from experiments_app import jsonlimits, overrides, webhooks
+from experiments_app import jsonlimits, overrides, step_detail, webhooks
 from experiments_app.models import (
     ApiToken,
     Application,
+    Delivery,
     DeliveryAttempt,
     EventAttempt,
     EventDelivery,
@@ -24,6 +26,7 @@ from experiments_app.models import (
     Variant,
 )
 from experiments_app.overrides import PARAMETERS
+from experiments_app.runs import pull
 from experiments_app.schema_fields import ConfigField, EvaluatorField, MetricsField, StepConfigField, WebhookUrlField
 from experiments_app.states import State
 
@@ -37,6 +40,33 @@ class AnyJSONField(serializers.JSONField):
         if reason:
             raise serializers.ValidationError(f"Cannot be stored: {reason}.")
         return super().to_internal_value(data)
+
+
+STEP_DETAIL_SCHEMA = {
+    "type": "object",
+    "description": "What one inference step did for this test (SPEC §5).",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 200, "nullable": True},
+        "output": {"description": "Any JSON: what the step produced.", "nullable": True},
+        "latency_ms": {"type": "number", "minimum": 0, "nullable": True},
+        "prompt_tokens": {"type": "integer", "minimum": 0, "nullable": True},
+        "completion_tokens": {"type": "integer", "minimum": 0, "nullable": True},
+        "cost_usd": {"type": "number", "minimum": 0, "nullable": True},
+    },
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Per-step detail keyed by inference step external_id. A step outside the run's scope is kept but flagged.",
+        "additionalProperties": STEP_DETAIL_SCHEMA,
+        "maxProperties": step_detail.MAX_STEPS,
+    }
+)
+class StepsField(serializers.JSONField):
+    """`steps` of a result, stored as reported (validated by ingest.parse_result)."""
 
 
 # ---------------------------------------------------------------- errors
@@ -53,6 +83,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
+    webhook_url = serializers.CharField(help_text="An http(s) URL; empty for a pull application without one.")
+
     class Meta:
         model = Application
         fields = [
@@ -60,6 +92,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
             "team",
             "name",
             "webhook_url",
+            "delivery",
             "timeout_seconds",
             "result_timeout_seconds",
             "max_concurrency",
@@ -80,7 +113,15 @@ class ApplicationWithSecretSerializer(ApplicationSerializer):
 
 class ApplicationInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    webhook_url = WebhookUrlField(max_length=2000)
+    webhook_url = WebhookUrlField(
+        max_length=2000, required=False, allow_blank=True, help_text="Required for push delivery; a pull application may leave it empty."
+    )
+    delivery = serializers.ChoiceField(
+        choices=Delivery.choices,
+        required=False,
+        help_text="push (default): tests are POSTed to webhook_url. pull: the application leases them from pending-tests/. "
+        "Cannot change while a run of the application is active.",
+    )
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=600, required=False)
     result_timeout_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
     max_concurrency = serializers.IntegerField(min_value=1, max_value=1000, required=False)
@@ -268,11 +309,104 @@ class VariantCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
+# ---------------------------------------------------------------- pull mode (SPEC §8)
+
+
+class PendingTestsInputSerializer(serializers.Serializer):
+    max = serializers.IntegerField(min_value=1, max_value=pull.MAX_ITEMS, default=pull.DEFAULT_ITEMS, help_text="At most this many tests.")
+    wait = serializers.FloatField(
+        min_value=0,
+        max_value=pull.MAX_WAIT_SECONDS,
+        default=0,
+        help_text="Long poll: when no test is due, wait up to this many seconds and answer as soon as one is.",
+    )
+    lease_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=pull.MAX_LEASE_SECONDS,
+        required=False,
+        help_text="How long the tests are yours (default: the application's timeout_seconds). Without a result by then, "
+        "each is offered again (same testId, one more attempt).",
+    )
+
+
+class PendingTaskSerializer(serializers.Serializer):
+    id = serializers.UUIDField(allow_null=True)
+    externalId = serializers.CharField()
+    input = serializers.DictField(child=AnyJSONField())
+
+
+class PendingVariantSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    isBaseline = serializers.BooleanField()
+    parentId = serializers.UUIDField(allow_null=True)
+    change = ChangeSerializer(allow_null=True)
+
+
+class PendingExperimentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    variant = PendingVariantSerializer()
+    overrides = serializers.DictField(
+        child=serializers.DictField(child=AnyJSONField()), help_text="The effective config of every in-scope step, keyed by step."
+    )
+
+
+class PendingTestSerializer(serializers.Serializer):
+    """The `data` object of the outbound webhook body (SPEC §4)."""
+
+    testId = serializers.UUIDField()
+    repetition = serializers.IntegerField()
+    callbackUrl = serializers.URLField(help_text="Where the result goes (SPEC §5): tests/{testId}/result/.")
+    task = PendingTaskSerializer()
+    experiment = PendingExperimentSerializer()
+
+
+class PendingTestsSerializer(serializers.Serializer):
+    tests = PendingTestSerializer(many=True)
+    lease_until = serializers.DateTimeField(allow_null=True, help_text="When the lease of these tests ends.")
+
+
 # ---------------------------------------------------------------- runs and tests
+
+
+class MetricSummarySerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    mean = serializers.FloatField(allow_null=True)
+    median = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    sum = serializers.FloatField(allow_null=True)
+
+
+class StepDeltaSerializer(serializers.Serializer):
+    """A variant's step figure minus the baseline's same step figure; null where either is missing."""
+
+    latency_ms_mean = serializers.FloatField(allow_null=True)
+    latency_ms_p95 = serializers.FloatField(allow_null=True)
+    tokens_mean = serializers.FloatField(allow_null=True)
+    cost_usd_mean = serializers.FloatField(allow_null=True)
+    cost_usd_sum = serializers.FloatField(allow_null=True)
+
+
+class StepAggregateSerializer(serializers.Serializer):
+    """One inference step over a run's tests (SPEC §5 `steps`, aggregated per run)."""
+
+    count = serializers.IntegerField(help_text="Tests that reported this step.")
+    models = serializers.DictField(child=serializers.IntegerField(), help_text="Tests per reported model.")
+    latency_ms = MetricSummarySerializer()
+    prompt_tokens = MetricSummarySerializer()
+    completion_tokens = MetricSummarySerializer()
+    tokens = MetricSummarySerializer(help_text="prompt + completion tokens.")
+    cost_usd = MetricSummarySerializer()
+    delta = StepDeltaSerializer(required=False, help_text="Against the baseline's same step (variants only).")
 
 
 class RunSerializer(serializers.ModelSerializer):
     webhook_url = serializers.CharField(read_only=True, help_text="Where this run's tests were sent; empty: the application's webhook_url.")
+    dry_run = serializers.BooleanField(help_text="A dry run (variants/{id}/dry-run/): outside the lifecycle, never a result.")
+    steps = serializers.SerializerMethodField(help_text="Per inference step over the run's tests; stored when the run ends.")
 
     class Meta:
         model = Run
@@ -280,6 +414,7 @@ class RunSerializer(serializers.ModelSerializer):
             "id",
             "experiment",
             "variant",
+            "dry_run",
             "status",
             "total",
             "passed",
@@ -289,14 +424,28 @@ class RunSerializer(serializers.ModelSerializer):
             "completed_at",
             "created_at",
             "webhook_url",
+            "steps",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(child=StepAggregateSerializer()))
+    def get_steps(self, run):
+        return (run.aggregates or {}).get("steps", {})
+
+
+class DryRunSerializer(serializers.Serializer):
+    tasks = serializers.IntegerField(
+        min_value=1, max_value=100, required=False, help_text="How many selected tasks to try, chosen at random (default 1)."
+    )
+    task_ids = serializers.ListField(
+        child=serializers.UUIDField(), min_length=1, max_length=100, required=False, help_text="Or exactly these tasks (ids)."
+    )
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = DeliveryAttempt
-        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at"]
+        fields = ["number", "started_at", "status_code", "duration_ms", "error", "retry_at", "pulled"]
         read_only_fields = fields
 
 
@@ -309,6 +458,10 @@ class TestSerializer(serializers.ModelSerializer):
     evaluations = serializers.ListField(child=serializers.DictField(child=AnyJSONField()))
     delivery_attempts = DeliveryAttemptSerializer(many=True)
     callback_url = serializers.SerializerMethodField(help_text="Where the application posts this test's result (SPEC §5).")
+    steps = StepsField()
+    steps_out_of_scope = serializers.SerializerMethodField(
+        help_text="Reported steps that are not in the run's scope: kept, but not one of the experiment's steps."
+    )
 
     class Meta:
         model = Test
@@ -328,6 +481,8 @@ class TestSerializer(serializers.ModelSerializer):
             "error",
             "trace_id",
             "evaluations",
+            "steps",
+            "steps_out_of_scope",
             "delivery_attempts",
             "callback_url",
             "created_at",
@@ -340,6 +495,14 @@ class TestSerializer(serializers.ModelSerializer):
 
     def get_callback_url(self, test) -> str:
         return webhooks.callback_url(test.pk)
+
+    def get_steps_out_of_scope(self, test) -> list[str]:
+        if not test.steps:
+            return []
+        scope = self.context.get("scope")
+        if scope is None:  # a list passes its run's scope once; one test reads its own run's
+            scope = test.run.config
+        return step_detail.out_of_scope(test.steps, scope)
 
 
 class RunWaitQuerySerializer(serializers.Serializer):
@@ -375,19 +538,10 @@ class ResultInputSerializer(serializers.Serializer):
     metrics = MetricsField(child=serializers.FloatField(), required=False)
     error = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     traceId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    steps = StepsField(required=False, allow_null=True)
 
 
 # ---------------------------------------------------------------- results
-
-
-class MetricSummarySerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    mean = serializers.FloatField(allow_null=True)
-    median = serializers.FloatField(allow_null=True)
-    p95 = serializers.FloatField(allow_null=True)
-    min = serializers.FloatField(allow_null=True)
-    max = serializers.FloatField(allow_null=True)
-    sum = serializers.FloatField(allow_null=True)
 
 
 class EvaluatorSummarySerializer(serializers.Serializer):
@@ -419,6 +573,11 @@ class ResultSerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     metrics = serializers.DictField(child=MetricSummarySerializer())
     evaluators = serializers.DictField(child=EvaluatorSummarySerializer())
+    cost_per_test = serializers.FloatField(allow_null=True, help_text="Mean cost (USD) of the tests that reported one; null when none did.")
+    cost_per_passed = serializers.FloatField(
+        allow_null=True, help_text="What the run spent (USD, as reported) per passed test; null without a reported cost or a passed test."
+    )
+    steps = serializers.DictField(child=StepAggregateSerializer(), help_text="Per inference step, with deltas against the baseline.")
 
 
 class ResultsSerializer(serializers.Serializer):

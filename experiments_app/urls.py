@@ -7,6 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from experiments_app.api.catalog import ApplicationViewSet, StepViewSet, TaskViewSet
 from experiments_app.api.events import EventDeliveryViewSet, EventEndpointViewSet
 from experiments_app.api.experiments import ExperimentRunViewSet, ExperimentViewSet, VariantViewSet
+from experiments_app.api.pull import PendingTestsViewSet
 from experiments_app.api.runs import ResultViewSet, RunViewSet, TestViewSet
 from experiments_app.api.tokens import TokenViewSet
 
@@ -29,6 +30,7 @@ urlpatterns = [
     route("applications/<uuid:id>/ping/", ApplicationViewSet, {"post": "ping"}, "application-ping"),
     # Not in SPEC §8: re-enabling an application disabled after failing every delivery.
     route("applications/<uuid:id>/enable/", ApplicationViewSet, {"post": "enable"}, "application-enable"),
+    route("applications/<uuid:id>/pending-tests/", PendingTestsViewSet, {"post": "create"}, "application-pending-tests"),
     route("applications/<uuid:id>/inference-steps/", StepViewSet, {"get": "list", "post": "create"}, "step-list"),
     route(
         "applications/<uuid:id>/inference-steps/<uuid:step_id>/",
@@ -63,6 +65,7 @@ urlpatterns = [
     route("experiments/<uuid:id>/variants/", VariantViewSet, {"get": "list", "post": "create"}, "variant-list"),
     route("variants/<uuid:id>/", VariantViewSet, {"get": "retrieve", "delete": "destroy"}, "variant-detail"),
     route("variants/<uuid:id>/run/", VariantViewSet, {"post": "run"}, "variant-run"),
+    route("variants/<uuid:id>/dry-run/", VariantViewSet, {"post": "dry_run"}, "variant-dry-run"),
     route("runs/<uuid:id>/", RunViewSet, {"get": "retrieve"}, "run-detail"),
     route("runs/<uuid:id>/tests/", RunViewSet, {"get": "list"}, "run-tests"),
     route("runs/<uuid:id>/cancel/", RunViewSet, {"post": "cancel"}, "run-cancel"),

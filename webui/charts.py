@@ -7,6 +7,8 @@ one init script draws them with the plotly.min.js of the same plotly package
 this module (the first figure loads plotly's validators, about 20 MB).
 """
 
+import math
+
 import plotly.graph_objects as go
 
 from experiments_app.results import significant
@@ -116,3 +118,151 @@ def delta_figure(results):
         hovertemplate="%{x}<br>%{y:+.1f} pp · p=%{customdata:.3f}<extra></extra>",
     )
     return go.Figure(data=[points] if rows else [], layout=layout).to_plotly_json()
+
+
+# --- trade-offs: pass rate against what it costs -------------------------------------
+
+TRADEOFF_AXES = {
+    "cost": ("Mean cost per test", "mean cost per test (USD, log scale)", "no cost reported"),
+    "latency": ("p95 latency", "p95 latency (ms)", "no latency reported"),
+}
+# Model prices differ by orders of magnitude, so cost reads best on a log axis; latency does not.
+TRADEOFF_AXIS_TYPES = {"cost": "log", "latency": "linear"}
+
+
+def tradeoff_x(row, axis):
+    """A row's x on the trade-off chart: its mean cost per test or its p95 latency; None when not reported."""
+    if axis == "cost":
+        return row.get("cost_per_test")
+    return ((row.get("metrics") or {}).get("latency_ms") or {}).get("p95")
+
+
+def tradeoff_groups(rows):
+    """(label, rows, marker) of the three kinds of point: the baseline, the control, the other variants."""
+    baseline = [row for row in rows if row.get("is_baseline")]
+    control = [row for row in rows if row.get("is_control") and not row.get("is_baseline")]
+    variants = [row for row in rows if not row.get("is_baseline") and not row.get("is_control")]
+    return [
+        ("baseline", baseline, {"symbol": "star", "size": 16, "color": COLOURS["baseline"]}),
+        ("control", control, {"symbol": "diamond", "size": 12, "color": COLOURS["noise"]}),
+        ("variants", variants, {"symbol": "circle", "size": 11, "color": [COLOURS[tone(row)] for row in variants]}),
+    ]
+
+
+def missing_note(rows, axis):
+    """The annotation naming the points the chart cannot place (missing is not zero)."""
+    missing = [row["name"] for row in rows if tradeoff_x(row, axis) is None]
+    text = f"{TRADEOFF_AXES[axis][2]}: {', '.join(missing)}" if missing else ""
+    return {"xref": "paper", "yref": "paper", "x": 0, "y": -0.3, "xanchor": "left", "showarrow": False, "text": text, "font": {"size": 11}}
+
+
+def label_positions(rows):
+    """{row name: textposition}: above and below in turn along the cost axis, so the names of
+    neighbouring points do not overprint."""
+    ranked = sorted(rows, key=lambda row: (tradeoff_x(row, "cost") is None, tradeoff_x(row, "cost") or 0, row["pass_rate"]))
+    return {row["name"]: "top center" if index % 2 == 0 else "bottom center" for index, row in enumerate(ranked)}
+
+
+def axis_range(rows, axis):
+    """The x range with room for the points' names at both ends (None: let plotly choose)."""
+    values = [value for value in (tradeoff_x(row, axis) for row in rows) if value is not None and value > 0]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if TRADEOFF_AXIS_TYPES[axis] == "log":  # plotly takes a log axis's range in log10 units
+        low, high = math.log10(low), math.log10(high)
+        pad = max(0.25, (high - low) * 0.12)
+        return [low - pad, high + pad]
+    pad = max(high * 0.1, (high - low) * 0.12)
+    return [max(0.0, low - pad), high + pad]
+
+
+def axis_layout(rows, axis):
+    """The x axis of the trade-off chart for `axis`: title, scale, range and tick labels."""
+    span = axis_range(rows, axis)
+    money = axis == "cost"
+    return {
+        "title.text": TRADEOFF_AXES[axis][1],
+        "type": TRADEOFF_AXIS_TYPES[axis],
+        "range": span,
+        "autorange": span is None,
+        "dtick": 1 if money else None,  # one tick per power of ten: $0.0001, $0.001, …
+        "tickprefix": "$" if money else "",
+        "tickformat": "~g" if money else "",
+    }
+
+
+def tradeoff_figure(results):
+    """Pass rate (with its 95% interval) against mean cost per test, one point per variant with
+    a result, the baseline a star and the control a diamond; a button switches the x axis to
+    p95 latency. Points without the metric are named under the chart, never drawn at zero."""
+    rows = with_results(results)
+    groups = tradeoff_groups(rows)
+    positions = label_positions(rows)
+    traces = []
+    for label, members, marker in groups:
+        if not members:
+            continue
+        rates = [round(row["pass_rate"] * 100, 2) for row in members]
+        traces.append(
+            {
+                "mode": "markers+text",
+                "name": label,
+                "x": [tradeoff_x(row, "cost") for row in members],
+                "y": rates,
+                "text": [row["name"] for row in members],
+                "textposition": [positions[row["name"]] for row in members],
+                "textfont": {"size": 11},
+                "marker": {**marker, "line": {"width": 1, "color": "rgba(0,0,0,0.35)"}},
+                "error_y": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [round((row["ci_high"] - row["pass_rate"]) * 100, 2) for row in members],
+                    "arrayminus": [round((row["pass_rate"] - row["ci_low"]) * 100, 2) for row in members],
+                    "thickness": 1.2,
+                    "width": 3,
+                },
+                "customdata": [[tradeoff_x(row, "cost"), tradeoff_x(row, "latency")] for row in members],
+                "hovertemplate": "%{text}<br>%{y:.1f}% passed<br>cost/test $%{customdata[0]:.6f} · p95 %{customdata[1]:.0f} ms<extra></extra>",
+            }
+        )
+    first = axis_layout(rows, "cost")
+    # No title: the panel's heading names the chart; the axis switch sits where a title would.
+    layout = base_layout("", "pass rate (%)", annotations=[missing_note(rows, "cost")])
+    layout.update(
+        showlegend=True,
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
+        margin={"l": 48, "r": 12, "t": 44, "b": 80},
+        height=340,
+    )
+    layout.yaxis.range = [0, 110]
+    layout.xaxis = {"gridcolor": "rgba(128,128,128,0.2)", "title": {"text": first.pop("title.text")}, **first}
+    menus = [
+        {
+            "type": "buttons",
+            "direction": "right",
+            "x": 0,
+            "xanchor": "left",
+            "y": 1.02,
+            "yanchor": "bottom",
+            "pad": {"l": 0, "t": 0, "b": 4},
+            "showactive": True,
+            "active": 0,
+            "buttons": [
+                {
+                    "label": label,
+                    "method": "update",
+                    "args": [
+                        {"x": [[tradeoff_x(row, axis) for row in members] for _, members, _ in groups if members]},
+                        {
+                            **{f"xaxis.{key}": value for key, value in axis_layout(rows, axis).items()},
+                            "annotations": [missing_note(rows, axis)],
+                        },
+                    ],
+                }
+                for axis, (label, _, _) in TRADEOFF_AXES.items()
+            ],
+        }
+    ]
+    layout.updatemenus = menus
+    return go.Figure(data=[go.Scatter(**trace) for trace in traces], layout=layout).to_plotly_json()

@@ -29,6 +29,8 @@ RESULT_COLUMNS = [
     "improved",
     "regressed",
     "completed_at",
+    "cost_per_test",
+    "cost_per_passed",
 ]
 TEST_COLUMNS = [
     "test",
@@ -42,6 +44,7 @@ TEST_COLUMNS = [
     "expected",
     "error",
     "metrics",
+    "steps",
     "trace_id",
     "completed_at",
 ]
@@ -99,6 +102,7 @@ def row_of_test(test):
         "expected": test.task_expected,
         "error": test.error,
         "metrics": test.metrics,
+        "steps": test.steps,
         "trace_id": test.trace_id,
         "completed_at": test.completed_at,
     }

@@ -27,16 +27,33 @@ def apply_errors(form, error):
 
 class ApplicationForm(forms.Form):
     name = forms.CharField(max_length=200)
-    webhook_url = forms.CharField(
-        max_length=2000, label="Webhook URL", widget=forms.URLInput(attrs={"placeholder": "https://app.example/webhooks/experiments"})
+    delivery = forms.ChoiceField(
+        choices=[
+            ("push", "Push — the dashboard POSTs each test to the webhook URL"),
+            ("pull", "Pull — the application leases its tests (behind a firewall, in a notebook)"),
+        ],
+        initial="push",
+        required=False,  # not posted: unchanged (push for a new application)
+        widget=forms.RadioSelect,
+        help_text="Cannot change while a run of this application is active.",
     )
-    timeout_seconds = forms.IntegerField(min_value=1, initial=30, help_text="Per delivery attempt.")
+    webhook_url = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Webhook URL",
+        help_text="Needed in push mode; a pull application may leave it empty.",
+        widget=forms.URLInput(attrs={"placeholder": "https://app.example/webhooks/experiments"}),
+    )
+    timeout_seconds = forms.IntegerField(min_value=1, initial=30, help_text="Per delivery attempt (in pull mode: the default lease).")
     result_timeout_seconds = forms.IntegerField(min_value=1, initial=300, help_text="How long to wait for a result after a 202.")
-    max_concurrency = forms.IntegerField(min_value=1, initial=20, help_text="Requests in flight at once.")
+    max_concurrency = forms.IntegerField(min_value=1, initial=20, help_text="Requests in flight (or tests leased) at once.")
+
+    def clean_delivery(self):
+        return self.cleaned_data["delivery"] or None
 
     def clean_webhook_url(self):
         url = self.cleaned_data["webhook_url"].strip()
-        if not url.startswith(("http://", "https://")):
+        if url and not url.startswith(("http://", "https://")):
             raise forms.ValidationError("An http(s) URL is required.")
         return url
 
@@ -363,3 +380,20 @@ class EventEndpointForm(forms.Form):
         data = dict(self.cleaned_data)
         data["application"] = data.get("application") or None
         return data
+
+
+class DryRunForm(forms.Form):
+    """ "Try on k tasks": which variant (the baseline included) and how many selected tasks."""
+
+    variant = forms.ChoiceField(label="Try")
+    tasks = forms.IntegerField(min_value=1, max_value=100, initial=1, label="on", help_text="tasks, chosen at random")
+
+    def __init__(self, *args, variants, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.variants = {str(variant.pk): variant for variant in variants}
+        self.fields["variant"].choices = [(pk, variant.name) for pk, variant in self.variants.items()]
+        if variants and not self.is_bound:
+            self.fields["variant"].initial = str(variants[-1].pk)  # the newest: usually the one about to run
+
+    def chosen_variant(self):
+        return self.variants[self.cleaned_data["variant"]]

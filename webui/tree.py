@@ -8,7 +8,7 @@ from datetime import datetime
 from experiments_app.results import significant
 from webui.charts import tone
 
-SORT_KEYS = ("name", "pass_rate", "delta_pp", "pass_rate_vs_baseline", "p_value", "total", "completed_at")
+SORT_KEYS = ("name", "pass_rate", "delta_pp", "pass_rate_vs_baseline", "p_value", "total", "cost_per_passed", "completed_at")
 DEFAULT_SORT = "-pass_rate"
 
 

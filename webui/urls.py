@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from webui.views import applications, catalog, docs, events, experiments, lifecycle, report, runs, setup, teams, tokens
+from webui.views import applications, catalog, docs, dry_runs, events, experiments, lifecycle, report, runs, setup, teams, tokens
 
 app_name = "webui"
 urlpatterns = [
@@ -24,6 +24,7 @@ urlpatterns = [
     path("experiments/<uuid:pk>/header/", experiments.experiment_header, name="experiment-header"),
     path("experiments/<uuid:pk>/progress/", experiments.experiment_progress, name="experiment-progress"),
     path("experiments/<uuid:pk>/results/", experiments.experiment_results_fragment, name="experiment-results"),
+    path("experiments/<uuid:pk>/dry-runs/", dry_runs.experiment_dry_runs, name="experiment-dry-runs"),
     re_path(r"^experiments/(?P<pk>[0-9a-f-]{36})/results\.(?P<fmt>csv|json)$", runs.experiment_export, name="experiment-export"),
     path("experiments/<uuid:pk>/report/", report.experiment_report, name="experiment-report"),
     path("experiments/<uuid:pk>/setup/", setup.experiment_setup, name="experiment-setup"),
@@ -44,6 +45,7 @@ urlpatterns = [
     # runs
     path("runs/<uuid:pk>/", runs.run_detail, name="run-detail"),
     path("runs/<uuid:pk>/summary/", runs.run_summary, name="run-summary"),
+    path("runs/<uuid:pk>/dry-tests/", runs.run_dry_tests, name="run-dry-tests"),
     path("runs/<uuid:pk>/cancel/", lifecycle.cancel_run, name="run-cancel"),
     re_path(r"^runs/(?P<pk>[0-9a-f-]{36})/export\.(?P<fmt>csv|json)$", runs.run_export, name="run-export"),
     path("runs/<uuid:pk>/tests/<uuid:test_id>/", runs.test_detail, name="test-detail"),

@@ -8,7 +8,7 @@ from django.utils import timezone
 from experiments_app import jsonlimits, overrides, webhooks
 from experiments_app.actions.experiments import delete_experiment
 from experiments_app.errors import Conflict, Locked, ValidationFailed
-from experiments_app.models import Application, InferenceStep, Task
+from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Delivery, InferenceStep, Run, Task
 from experiments_app.states import State
 
 MAX_BULK_TASKS = 10_000
@@ -39,8 +39,11 @@ def check_webhook_url(url):
     webhooks.check_webhook_url(url)  # the SSRF guard resolves the host; it lives with delivery
 
 
-def validate_application(data, *, partial=False):
-    """Return cleaned application fields; raise ValidationFailed naming each bad field."""
+def validate_application(data, *, partial=False, current=None):
+    """Return cleaned application fields; raise ValidationFailed naming each bad field.
+
+    A pull application may have no webhook URL; a push one needs one (`current` is the
+    application a partial update changes)."""
     errors, clean = {}, {}
     if not partial or "name" in data:
         name = data.get("name")
@@ -48,16 +51,26 @@ def validate_application(data, *, partial=False):
             errors["name"] = "A name of 1 to 200 characters is required."
         else:
             clean["name"] = name.strip()
+    delivery = getattr(current, "delivery", Delivery.PUSH)
+    if "delivery" in data and data["delivery"] is not None:
+        if data["delivery"] not in Delivery.values:
+            errors["delivery"] = "Must be push (webhooks to the application) or pull (the application asks for its tests)."
+        else:
+            clean["delivery"] = delivery = data["delivery"]
     if not partial or "webhook_url" in data:
         url = data.get("webhook_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
-            errors["webhook_url"] = "An http(s) URL is required."
+        if url in (None, "") and delivery == Delivery.PULL:
+            clean["webhook_url"] = ""
+        elif not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
+            errors["webhook_url"] = "An http(s) URL is required (a pull application may leave it empty)."
         else:
             try:
                 check_webhook_url(url)
                 clean["webhook_url"] = url
             except ValidationFailed as error:
                 errors.update(error.errors)
+    elif delivery == Delivery.PUSH and current is not None and not current.webhook_url:
+        errors["webhook_url"] = "A push application needs a webhook URL: give one to switch back to push."
     for field, (low, high) in APPLICATION_LIMITS.items():
         if field in data and data[field] is not None:
             value = data[field]
@@ -76,14 +89,24 @@ def create_application(team, data):
 
 
 def update_application(application, data):
-    """Edit an application. A new webhook URL clears its "connected" mark until it is pinged again."""
-    clean = validate_application(data, partial=True)
-    if clean.get("webhook_url", application.webhook_url) != application.webhook_url:
-        application.last_ping_ok_at = None
-    for field, value in clean.items():
-        setattr(application, field, value)
-    application.save()
+    """Edit an application. A new webhook URL clears its "connected" mark until it is pinged again.
+    Switching its delivery (push ⇄ pull) is refused (Conflict) while one of its runs is active, so
+    no test is both pushed and leased. Raises ValidationFailed."""
+    clean = validate_application(data, partial=True, current=application)
+    with transaction.atomic():
+        locked = Application.objects.select_for_update().get(pk=application.pk)
+        if clean.get("delivery", locked.delivery) != locked.delivery and has_active_runs(locked):
+            raise Conflict("A run of this application is active: switch its delivery once it has ended (or cancel it).")
+        if clean.get("webhook_url", application.webhook_url) != application.webhook_url:
+            application.last_ping_ok_at = None
+        for field, value in clean.items():
+            setattr(application, field, value)
+        application.save()
     return application
+
+
+def has_active_runs(application):
+    return Run.objects.filter(experiment__application=application, status__in=ACTIVE_RUN_STATUSES).exists()
 
 
 def ping_application(application):

@@ -282,20 +282,25 @@ def create_variant(experiment, *, parent, inference_step, parameter, value, name
 
 
 def delete_variant(variant):
-    """Delete a variant that has no runs and no children; raise Conflict otherwise."""
+    """Delete a variant that has no runs and no children; raise Conflict otherwise. Its
+    finished dry runs, which are never results, go with it; an active one blocks it."""
     if variant.is_baseline:
         raise Conflict("The baseline cannot be deleted.")
     has_children = Variant.objects.filter(parent=OuterRef("pk"))
-    has_runs = Run.objects.filter(variant=OuterRef("pk"))
+    has_runs = Run.objects.filter(variant=OuterRef("pk")).exclude(
+        dry_run=True, status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED]
+    )
     with transaction.atomic():
-        deleted, _ = (
-            Variant.objects.filter(pk=variant.pk)
+        deletable = (
+            Variant.objects.select_for_update()
+            .filter(pk=variant.pk)
             .annotate(has_children=Exists(has_children), has_runs=Exists(has_runs))
             .filter(has_children=False, has_runs=False)
-            .delete()
         )
-    if not deleted:
-        raise Conflict("A variant with runs or children cannot be deleted.")
+        if not deletable.exists():
+            raise Conflict("A variant with runs (or an active dry run) or children cannot be deleted.")
+        Run.objects.filter(variant=variant, dry_run=True).delete()
+        Variant.objects.filter(pk=variant.pk).delete()
 
 
 def reopen_experiment(experiment, *, by=None):
@@ -310,7 +315,7 @@ def complete_experiment(experiment, *, winner=None, by=None):
     if winner is not None:
         if winner.experiment_id != experiment.pk:
             raise ValidationFailed({"winner": "Must be a variant of this experiment."})
-        if not winner.runs.filter(status=RunStatus.SUCCEEDED).exists():
+        if not winner.runs.real().filter(status=RunStatus.SUCCEEDED).exists():
             raise ValidationFailed({"winner": "The winner must have a succeeded run."})
     with transaction.atomic():
         detail = {"winner": str(winner.pk) if winner else None, "winner_name": winner.name if winner else None}

@@ -16,6 +16,7 @@ from experiments_app.schema_fields import VARIANT_CREATE_SCHEMA
 from experiments_app.serializers import (
     BaselineSerializer,
     CompleteSerializer,
+    DryRunSerializer,
     ExperimentCreateSerializer,
     ExperimentQuerySerializer,
     ExperimentSerializer,
@@ -274,4 +275,17 @@ class VariantViewSet(ApiViewSet):
         variant = self.load(id, Role.EDITOR)
         data = validated(VariantRunSerializer, request.data or {})
         run = runs.start_variant_run(variant, by=request.user, webhook_url=data.get("webhook_url", ""))
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=DryRunSerializer,
+        responses={202: RunSerializer},
+        description="Try the variant (or the baseline, also before it has run) on a few tasks: `tasks` chosen at random "
+        "among the selected ones (default 1) or exactly `task_ids`, once each. Allowed in every status but archived and "
+        "beside another run; the run is marked `dry_run`, never moves the lifecycle and is never a result.",
+    )
+    def dry_run(self, request, id):
+        variant = self.load(id, Role.EDITOR)
+        data = validated(DryRunSerializer, request.data)
+        run = runs.start_dry_run(variant, tasks=data.get("tasks"), task_ids=data.get("task_ids"), by=request.user)
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -64,7 +64,7 @@ class RunViewSet(ApiViewSet):
         wanted = query(request, TestQuerySerializer).get("status")
         if wanted:
             tests = tests.filter(status=wanted)
-        return self.paginated(tests, TestSerializer)
+        return self.paginated(tests, TestSerializer, scope=list(run.config or {}))
 
     @extend_schema(request=None, responses=RunSerializer)
     def cancel(self, request, id):

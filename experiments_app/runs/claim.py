@@ -89,15 +89,18 @@ def poisonous_filter(now):
     return lost_filter(now) & Q(lost_attempts__gte=settings.DISPATCH_MAX_LOST_ATTEMPTS - 1)
 
 
-def claim_tests(application, limit):
-    """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease); return them.
+def claim_tests(application, limit, *, lease_seconds=None):
+    """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease of `lease_seconds`
+    or the dispatcher's default); return them.
 
     A test whose last attempt was lost (its worker died mid-request) counts the loss in
     `lost_attempts`; the dispatcher sends such a test alone (dispatch.py)."""
     now = timezone.now()
-    # A claimed test may wait behind one full round of requests and then take its own
-    # timeout; it stays ours that long plus a margin before another dispatcher may take it back.
-    lease = now + timedelta(seconds=2 * application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS)
+    if lease_seconds is None:
+        # A claimed test may wait behind one full round of requests and then take its own
+        # timeout; it stays ours that long plus a margin before another dispatcher may take it back.
+        lease_seconds = 2 * application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS
+    lease = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
         ids = list(
             application_tests(application.pk)

@@ -44,7 +44,8 @@ def experiment_target(experiment_status, run_status, is_baseline):
 
 def complete_run(run_id):
     """Close an active run whose tests are all terminal: counts, status by the error
-    threshold, aggregates, and the experiment's transition — all in one transaction.
+    threshold, aggregates, and the experiment's transition (none for a dry run) — all in
+    one transaction.
 
     Returns True if this call closed the run, False when it was not active, still has
     open tests, or another worker closed it first (the conditional update decides).
@@ -63,10 +64,11 @@ def complete_run(run_id):
             return False
         run.refresh_from_db()
         store_summary(run)
-        experiment = Experiment.objects.select_for_update().get(pk=run.experiment_id)
-        target = experiment_target(experiment.status, status, run.variant.is_baseline)
-        if target is not None:
-            apply_transition(experiment, target)
-        emit.run_ended(run)
+        if not run.dry_run:  # a dry run never moves the lifecycle
+            experiment = Experiment.objects.select_for_update().get(pk=run.experiment_id)
+            target = experiment_target(experiment.status, status, run.variant.is_baseline)
+            if target is not None:
+                apply_transition(experiment, target)
+            emit.run_ended(run)  # events are about results: a dry run sends none
     logger.info("run %s closed: %s (%s)", run_id, status, counts)
     return True

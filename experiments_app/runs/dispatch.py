@@ -430,8 +430,8 @@ def dispatch_application(application_id):
         dispatcher = None
         try:
             application = Application.objects.filter(pk=application_id).first()
-            if application is None or application.is_disabled():
-                return sessions
+            if application is None or application.is_disabled() or application.is_pull():
+                return sessions  # a pull application asks for its tests (runs/pull.py): nothing is pushed to it
             dispatcher = Dispatcher(application, token)
             dispatcher.run()
             sessions += 1

@@ -6,7 +6,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from experiments_app import jsonlimits
+from experiments_app import jsonlimits, step_detail
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, RunStatus, Test
 from experiments_app.runs import state
@@ -20,10 +20,10 @@ METRIC_NAME_MAX = 100
 
 
 def parse_result(data):
-    """Validate a §5 result body; return {output, passed, metrics, error, trace_id}.
+    """Validate a §5 result body; return {output, passed, metrics, error, trace_id, steps}.
 
     Raises ValidationFailed naming each bad field (`output`, `passed`, `metrics.<name>`,
-    `error`, `traceId`).
+    `error`, `traceId`, `steps.<step>.<field>`).
     """
     if not isinstance(data, dict):
         raise ValidationFailed({"non_field_errors": "The result must be a JSON object."})
@@ -56,6 +56,8 @@ def parse_result(data):
         errors["traceId"] = "Must be a string."
     elif isinstance(trace_id, str) and len(trace_id) > TRACE_ID_MAX:
         errors["traceId"] = f"Must have at most {TRACE_ID_MAX} characters."
+    steps, step_errors = step_detail.parse_steps(data.get("steps"))
+    errors.update(step_errors)
     if errors:
         raise ValidationFailed(errors)
     return {
@@ -64,6 +66,7 @@ def parse_result(data):
         "metrics": metrics,
         "error": error or "",
         "trace_id": trace_id or "",
+        "steps": steps,
     }
 
 
@@ -76,6 +79,7 @@ def is_same_result(test, parsed):
         and (test.metrics or {}) == parsed["metrics"]
         and test.error == parsed["error"]
         and test.trace_id == parsed["trace_id"]
+        and (test.steps or {}) == parsed["steps"]
     )
 
 
@@ -104,8 +108,15 @@ def record_result(test_id, data, *, source="callback"):
             raise Conflict(f"The test already has a different result ({test.status}).", status=test.status)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise Conflict(f"The run has ended ({run.status}).", status=run.status)
-        status = state.finish_with_result(test, parsed, run.experiment.evaluators, timezone.now())
+        now = timezone.now()
+        leased = test.lease_until is not None  # a puller's lease, or a push attempt still in flight
+        status = state.finish_with_result(test, parsed, run.experiment.evaluators, now)
         state.save_tests([test])
+        if leased:
+            state.log_answered_lease(test, now)
     logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
+    flagged = step_detail.out_of_scope(parsed["steps"], run.config)
+    if flagged:
+        logger.warning("result for test %s reports steps outside the run's scope (kept, flagged): %s", test.pk, ", ".join(flagged))
     complete_if_done(run.pk)
     return test

@@ -1,5 +1,7 @@
 """Starting and cancelling runs: the first step of a run's life."""
 
+import random
+
 from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -8,7 +10,18 @@ from experiments_app import overrides, states, webhooks
 from experiments_app.actions.experiments import apply_transition, variant_effective_config
 from experiments_app.errors import Conflict, ValidationFailed
 from experiments_app.events import emit
-from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Experiment, Run, RunStatus, Test, Variant
+from experiments_app.models import (
+    ACTIVE_RUN_STATUSES,
+    OPEN_TEST_STATUSES,
+    Application,
+    Delivery,
+    Experiment,
+    Run,
+    RunStatus,
+    Task,
+    Test,
+    Variant,
+)
 from experiments_app.runs.state import error_tests
 from experiments_app.states import State
 
@@ -17,8 +30,10 @@ from experiments_app.states import State
 DISPATCH_TASK = "experiments_app.tasks.dispatch_application"
 
 
-def create_run(experiment, variant, config, *, by=None, webhook_url=""):
-    """Insert the run and its tests (tasks × repetitions, with task snapshots) in bulk.
+def create_run(experiment, variant, config, *, by=None, webhook_url="", tasks=None, repetitions=None, dry_run=False):
+    """Insert the run and its tests (tasks × repetitions, with task snapshots) in bulk: the
+    experiment's selected tasks and repetitions unless `tasks` ((pk, external_id, input,
+    expected) rows) and `repetitions` are given. `webhook_url` replaces the application's for this run.
 
     The partial unique constraint on active runs turns a lost race into Conflict; a disabled
     application takes no runs (Conflict) until it is re-enabled.
@@ -33,15 +48,17 @@ def create_run(experiment, variant, config, *, by=None, webhook_url=""):
                 variant=variant,
                 config=config,
                 webhook_url=webhook_url or "",
+                dry_run=dry_run,
                 created_by=by if getattr(by, "pk", None) else None,
             )
     except IntegrityError:
         raise states.InvalidTransition(experiment.status, experiment.status, "Another run of this experiment is already active.") from None
-    tasks = list(experiment.tasks.values_list("pk", "external_id", "input", "expected"))
+    if tasks is None:
+        tasks = list(experiment.tasks.values_list("pk", "external_id", "input", "expected"))
     tests = [
         Test(run=run, task_id=pk, repetition=repetition, task_external_id=external_id, task_input=task_input, task_expected=expected)
         for pk, external_id, task_input, expected in tasks
-        for repetition in range(1, experiment.repetitions + 1)
+        for repetition in range(1, (repetitions or experiment.repetitions) + 1)
     ]
     Test.objects.bulk_create(tests, batch_size=2000)
     run.total = len(tests)
@@ -50,7 +67,10 @@ def create_run(experiment, variant, config, *, by=None, webhook_url=""):
 
 
 def wake_dispatcher(application_id):
-    """Have a worker send the application's due tests once the current transaction commits."""
+    """Have a worker send the application's due tests once the current transaction commits
+    (a pull application's pullers find them by themselves: nothing to wake)."""
+    if Application.objects.filter(pk=application_id, delivery=Delivery.PULL).exists():
+        return
     transaction.on_commit(lambda: current_app.send_task(DISPATCH_TASK, args=[str(application_id)]))
 
 
@@ -90,6 +110,53 @@ def start_variant_run(variant, *, by=None, webhook_url=""):
     return run
 
 
+def dry_run_tasks(experiment, k, task_ids, rng):
+    """The (pk, external_id, input, expected) rows a dry run tries: the tasks named by
+    `task_ids` (tasks of the experiment's application), else `k` chosen at random among the
+    selected tasks (all of them when fewer are selected). Raises ValidationFailed."""
+    columns = ("pk", "external_id", "input", "expected")
+    if task_ids is not None:
+        wanted = list(dict.fromkeys(task_ids))
+        found = {row[0]: row for row in Task.objects.filter(application_id=experiment.application_id, pk__in=wanted).values_list(*columns)}
+        missing = [str(pk) for pk in wanted if pk not in found]
+        if missing:
+            raise ValidationFailed({"task_ids": f"Not tasks of this experiment's application: {', '.join(missing[:5])}."})
+        return [found[pk] for pk in wanted]
+    selected = list(experiment.tasks.values_list("pk", flat=True))
+    if not selected:
+        raise ValidationFailed({"tasks": "Select at least one task first, or name tasks in task_ids."})
+    chosen = rng.sample(selected, min(k, len(selected)))
+    rows = {row[0]: row for row in Task.objects.filter(pk__in=chosen).values_list(*columns)}
+    return [rows[pk] for pk in chosen]
+
+
+def start_dry_run(variant, *, tasks=None, task_ids=None, by=None, rng=random):
+    """Try a variant — or the baseline, also before it has run — on a few tasks (SPEC §8
+    dry-run/): `tasks` (k, default 1) chosen at random among the selected ones, or the tasks
+    named by `task_ids`, once each. Allowed in every status but archived and beside another
+    run; it never moves the lifecycle and is never a result.
+
+    Returns the queued run (`dry_run` true). Raises Conflict for an archived experiment and
+    ValidationFailed for both or neither usable tasks/task_ids or an unsendable config.
+    """
+    if tasks is not None and task_ids is not None:
+        raise ValidationFailed({"task_ids": "Give tasks (how many) or task_ids (which ones), not both."})
+    with transaction.atomic():
+        variant = Variant.objects.select_related("experiment__application", "inference_step").get(pk=variant.pk)
+        experiment = variant.experiment
+        if experiment.is_archived():
+            raise Conflict("The experiment is archived and read-only.", status=experiment.status)
+        if variant.is_baseline:
+            config = variant.config or {}
+            overrides.validate_config(config, set(experiment.inference_steps.values_list("external_id", flat=True)))
+        else:
+            config = variant_effective_config(variant)
+        rows = dry_run_tasks(experiment, tasks or 1, task_ids, rng)
+        run = create_run(experiment, variant, config, by=by, tasks=rows, repetitions=1, dry_run=True)
+        wake_dispatcher(experiment.application_id)
+    return run
+
+
 def cancel_run(run, *, by=None):
     """Cancel an active run: no delivery starts after it, results still in flight are
     ignored, unfinished tests are errored. The experiment leaves its running state
@@ -104,8 +171,9 @@ def cancel_run(run, *, by=None):
         error_tests(Test.objects.filter(run=run, status__in=OPEN_TEST_STATUSES), "Run cancelled.", now, skip_locked=False)
         experiment = Experiment.objects.get(pk=run.experiment_id)
         target = State.BASELINE_FAILED if experiment.status == State.RUNNING_BASELINE else State.IDLE
-        if experiment.status in states.RUNNING:
-            apply_transition(experiment, target, by=by)
         run.refresh_from_db()
-        emit.run_ended(run)
+        if not run.dry_run:  # a dry run never moves the lifecycle and sends no event
+            if experiment.status in states.RUNNING:
+                apply_transition(experiment, target, by=by)
+            emit.run_ended(run)
     return run

@@ -26,6 +26,7 @@ STATE_FIELDS = (
     "error",
     "trace_id",
     "evaluations",
+    "steps",
     "completed_at",
     "lease_until",
     "next_attempt_at",
@@ -37,6 +38,7 @@ STATE_FIELDS = (
 NOTHING_PENDING = {"lease_until": None, "next_attempt_at": None, "result_due_at": None}
 
 LOST_ATTEMPT_ERROR = "No answer was recorded: the worker sending this attempt stopped before its lease expired."
+LEASE_EXPIRED_ERROR = "The lease expired without a result."
 
 
 def end(test, status, now):
@@ -64,6 +66,7 @@ def finish_with_result(test, parsed, evaluators, now):
     test.metrics = parsed["metrics"]
     test.error = parsed["error"]
     test.trace_id = parsed["trace_id"]
+    test.steps = parsed.get("steps") or {}
     test.evaluations = evaluations
     return end(test, TestStatus.PASSED if passed else TestStatus.FAILED, now)
 
@@ -137,12 +140,33 @@ def log_lost_attempts(tests, now):
     Such an attempt left no row (its worker died mid-request); without this the attempt
     log would skip a number. Call inside the transaction that takes the tests back.
     """
-    lost = tests.filter(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now)
+    lost = [
+        row
+        for row in tests.filter(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now).values_list(
+            "pk", "attempts", "dispatched_at"
+        )
+        if row[1]
+    ]
+    if not lost:
+        return
+    # A puller's lease (pull mode) was logged when it was handed out: it only gets its error.
+    open_leases = DeliveryAttempt.objects.filter(test_id__in=[pk for pk, _, _ in lost], pulled=True, error="", duration_ms__isnull=True)
+    leased = set(open_leases.values_list("test_id", flat=True))
+    if leased:
+        open_leases.update(error=LEASE_EXPIRED_ERROR)
     DeliveryAttempt.objects.bulk_create(
         DeliveryAttempt(test_id=pk, number=attempts, started_at=dispatched_at or now, error=LOST_ATTEMPT_ERROR)
-        for pk, attempts, dispatched_at in lost.values_list("pk", "attempts", "dispatched_at")
-        if attempts
+        for pk, attempts, dispatched_at in lost
+        if pk not in leased
     )
+
+
+def log_answered_lease(test, now):
+    """A result came for a test leased to a puller: its open lease records how long it took."""
+    if test.dispatched_at is not None:
+        DeliveryAttempt.objects.filter(test_id=test.pk, pulled=True, error="", duration_ms__isnull=True).update(
+            duration_ms=round((now - test.dispatched_at).total_seconds() * 1000, 1)
+        )
 
 
 def error_tests(queryset, reason, now, *, limit=None, skip_locked=True):

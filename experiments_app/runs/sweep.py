@@ -7,7 +7,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from experiments_app import webhooks
-from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Application, Run, Test, TestStatus
+from experiments_app.models import ACTIVE_RUN_STATUSES, OPEN_TEST_STATUSES, Application, Delivery, Run, Test, TestStatus
 from experiments_app.runs import health
 from experiments_app.runs.claim import due_filter, poisonous_filter
 from experiments_app.runs.complete import complete_if_done, complete_run
@@ -56,11 +56,11 @@ def error_poisonous_tests(now):
 
 
 def applications_to_wake(now):
-    """Applications with due tests and no live dispatcher."""
+    """Push applications with due tests and no live dispatcher (pull applications ask for theirs)."""
     due = Test.objects.filter(run__status__in=ACTIVE_RUN_STATUSES).filter(due_filter(now))
     due = due.filter(run__experiment__application_id=OuterRef("pk"))
     return list(
-        Application.objects.filter(Exists(due), disabled_at__isnull=True)
+        Application.objects.filter(Exists(due), disabled_at__isnull=True, delivery=Delivery.PUSH)
         .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
         .values_list("pk", flat=True)
     )

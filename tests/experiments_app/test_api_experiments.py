@@ -200,6 +200,8 @@ def test_run_baseline_answers_202_with_the_queued_run(editor, team, django_captu
         "completed_at",
         "created_at",
         "webhook_url",
+        "dry_run",  # issue 13
+        "steps",  # issue 13: per-step aggregates, stored when the run ends
     }
     assert len(callbacks) == 1  # the dispatch is enqueued on commit
 

@@ -79,6 +79,7 @@ def test_a_test_shows_its_delivery_attempts_and_evaluations(viewer, world):
             "duration_ms": 12.5,
             "error": "HTTP 503",
             "retry_at": None,
+            "pulled": False,
         }
     ]
     assert body["evaluations"] and body["evaluations"][0]["passed"] is True

@@ -79,8 +79,21 @@ def test_load_demo_runs_a_baseline_and_variants_and_is_idempotent(settings, tmp_
     team = Team.objects.get(slug="demo")
     experiment = Experiment.objects.get(team=team)
     assert experiment.status == State.IDLE
-    runs = Run.objects.filter(experiment=experiment)
+    runs = Run.objects.real().filter(experiment=experiment)
     assert runs.count() == 4 and set(runs.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
+    dry = Run.objects.get(experiment=experiment, dry_run=True)  # issue 13: one dry run, beside the results
+    assert dry.total == 3 and dry.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
     assert experiment.application.webhook_url == "http://127.0.0.1:8100/webhook"
     assert (tmp_path / "demo_app.secret").read_text().strip() == experiment.application.webhook_secret
     assert team.memberships.get(user__username="demo").role == "admin"
+
+
+def test_the_demo_reports_per_step_detail_that_adds_up_to_its_metrics():
+    result = pipeline.answer(task(0), {"answer": {"model": "gpt-4o"}, "router": {"model": "o3-mini"}})
+    steps, metrics = result["steps"], result["metrics"]
+    assert set(steps) == {"router", "answer"}
+    assert steps["answer"]["model"] == "gpt-4o" and steps["router"]["model"] == "o3-mini"
+    assert steps["answer"]["output"] == result["output"]
+    assert metrics["cost_usd"] == pytest.approx(steps["router"]["cost_usd"] + steps["answer"]["cost_usd"], abs=1e-6)
+    assert metrics["latency_ms"] == pytest.approx(steps["router"]["latency_ms"] + steps["answer"]["latency_ms"], abs=0.11)
+    assert metrics["prompt_tokens"] == steps["router"]["prompt_tokens"] + steps["answer"]["prompt_tokens"]

@@ -28,7 +28,14 @@ def test_parse_accepts_a_full_result():
     parsed = runs.parse_result(
         {"output": {"a": 1}, "passed": True, "metrics": {"latency_ms": 3, "cost_usd": 0.1}, "error": "x", "traceId": "t"}
     )
-    assert parsed == {"output": {"a": 1}, "passed": True, "metrics": {"latency_ms": 3, "cost_usd": 0.1}, "error": "x", "trace_id": "t"}
+    assert parsed == {
+        "output": {"a": 1},
+        "passed": True,
+        "metrics": {"latency_ms": 3, "cost_usd": 0.1},
+        "error": "x",
+        "trace_id": "t",
+        "steps": {},
+    }
 
 
 def test_parse_accepts_a_null_output():

@@ -34,6 +34,10 @@ R_KEYS = {
     "completed_at",
     "metrics",
     "evaluators",
+    # issue 13: what a result cost, and its per-step detail (SPEC §5 `steps`, aggregated per run)
+    "cost_per_test",
+    "cost_per_passed",
+    "steps",
 }
 
 P, F, E = Status.PASSED, Status.FAILED, Status.ERRORED

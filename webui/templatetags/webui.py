@@ -77,3 +77,41 @@ def query(context, **changes):
             params[key] = value
     encoded = urlencode(sorted((k, v) for k, v in params.items()))
     return f"?{encoded}" if encoded else "?"
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@register.filter
+def usd(value):
+    """A cost in US dollars, precise enough for fractions of a cent; — when not reported."""
+    if not is_number(value):
+        return "—"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    if abs(value) >= 0.01:
+        return f"${value:.4f}"
+    return f"${value:.6f}"
+
+
+@register.filter
+def ms(value):
+    """Milliseconds, rounded; — when not reported."""
+    if not is_number(value):
+        return "—"
+    return f"{value:,.0f} ms"
+
+
+@register.filter
+def signed(value, unit=""):
+    """A difference with its sign (−/+), in `unit`: usd, ms or a plain count; — when missing."""
+    if not is_number(value):
+        return "—"
+    if unit == "usd":
+        text = usd(abs(value))
+    elif unit == "ms":
+        text = ms(abs(value))
+    else:
+        text = f"{abs(value):,.0f}" if float(abs(value)).is_integer() or abs(value) >= 10 else f"{abs(value):,.1f}"
+    return ("−" if value < 0 else "+") + text

@@ -1,5 +1,6 @@
 """Applications under test: list, create, webhook settings, secret, test delivery, recent failures."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import HttpResponse
@@ -11,7 +12,7 @@ from django.views.decorators.vary import vary_on_headers
 from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Role
-from experiments_app.runs import health
+from experiments_app.runs import health, pull
 from webui import connect
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
@@ -63,6 +64,7 @@ def recent_failures(application):
     return (
         DeliveryAttempt.objects.filter(test__run__experiment__application=application)
         .filter(Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300))
+        .exclude(pulled=True, error="")  # a puller's lease without an error is not a failure
         .select_related("test__run")
         .order_by("-started_at")[:FAILURES_SHOWN]
     )
@@ -81,6 +83,8 @@ def detail_context(request, application, form=None):
         "form": form,
         "secret": pop_secret(request, application),
         "failures": recent_failures(application),
+        "pull": pull.pull_status(application.pk) if application.is_pull() else None,
+        "dashboard_url": settings.PUBLIC_URL,
         "can_edit": can_admin,
         "can_ping": can(request, application.team_id),
         "can_admin": can_admin,
@@ -104,6 +108,8 @@ def application_detail(request, pk):
                 actions.update_application(application, form.cleaned_data)
             except ValidationFailed as error:
                 apply_errors(form, error)
+            except DomainError as error:  # switching delivery during a run
+                form.add_error("delivery", error.detail)
             else:
                 messages.success(request, "Webhook settings saved.")
                 return redirect("webui:application-detail", pk=application.pk)

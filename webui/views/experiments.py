@@ -20,7 +20,9 @@ from experiments_app.states import State
 from webui import charts
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ExperimentForm, apply_errors
+from webui.steps import step_comparison
 from webui.tree import table_rows, variant_tree
+from webui.views.dry_runs import dry_runs_context
 
 PAGE_SIZE = 50
 SORT_COLUMNS = [
@@ -32,6 +34,7 @@ SORT_COLUMNS = [
     ("p_value", "p", True),
     (None, "pass/fail/err", True),
     ("total", "Total", True),
+    ("cost_per_passed", "Cost / pass", True),
     ("completed_at", "Completed", True),
 ]
 
@@ -83,7 +86,7 @@ def experiment_new(request):
 
 
 def active_run(experiment):
-    return Run.objects.filter(experiment=experiment, status__in=ACTIVE_RUN_STATUSES).select_related("variant").first()
+    return Run.objects.real().filter(experiment=experiment, status__in=ACTIVE_RUN_STATUSES).select_related("variant").first()
 
 
 def lifecycle_buttons(request, experiment, run):
@@ -143,7 +146,7 @@ def results_context(request, experiment):
     variants = list(
         Variant.objects.filter(experiment=experiment)
         .select_related("inference_step")
-        .annotate(n_runs=Count("runs"))
+        .annotate(n_runs=Count("runs", filter=Q(runs__dry_run=False)))
         .order_by("created_at", "pk")
     )
     editable = can(request, experiment.team_id)
@@ -166,6 +169,8 @@ def results_context(request, experiment):
         "pass_rate_figure": charts.pass_rate_figure(results),
         "delta_figure": charts.delta_figure(results),
         "has_results": bool(charts.with_results(results)),
+        "tradeoff_figure": charts.tradeoff_figure(results),
+        "step_comparison": step_comparison(results, list(experiment.inference_steps.values_list("external_id", flat=True))),
     }
 
 
@@ -184,6 +189,7 @@ def experiment_detail(request, pk):
     experiment = load_experiment(request, pk)
     context = {**header_context(request, experiment), **results_context(request, experiment)}
     context.update(progress_context(experiment, context["run"]))
+    context.update(dry_runs_context(request, experiment))
     if request.htmx:
         return render(request, "webui/experiment_detail.html#results", context)
     context["history"] = experiment.transitions.select_related("by", "by_token").order_by("-at", "-id")[:HISTORY_SHOWN]

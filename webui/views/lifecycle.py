@@ -70,7 +70,11 @@ def archive(request, pk):
 def complete(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    candidates = list(Variant.objects.filter(experiment=experiment, runs__status=RunStatus.SUCCEEDED).distinct().order_by("created_at"))
+    candidates = list(
+        Variant.objects.filter(experiment=experiment, runs__status=RunStatus.SUCCEEDED, runs__dry_run=False)
+        .distinct()
+        .order_by("created_at")
+    )
     form = CompleteForm(request.POST or None, variants=candidates)
     if request.method == "POST" and form.is_valid():
         winner = next((v for v in candidates if str(v.pk) == form.cleaned_data["winner"]), None)

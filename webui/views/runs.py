@@ -7,15 +7,17 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from experiments_app import webhooks
+from experiments_app import step_detail, webhooks
 from experiments_app.models import Application, Run, Task, Test
-from experiments_app.results import baseline_result_runs, compare_runs, experiment_results
+from experiments_app.results import baseline_result_runs, compare_runs, experiment_results, run_aggregates
 from webui import exports
 from webui.access import team_ids, team_member
 from webui.diffs import side_by_side
+from webui.steps import step_rows
 from webui.views.experiments import load_experiment
 
 PAGE_SIZE = 50
+DRY_TESTS_SHOWN = 100
 FILTERS = ("all", "passed", "failed", "errored", "improved", "regressed")
 TABLE_FIELDS = ("id", "run_id", "task_id", "task_external_id", "repetition", "status", "attempts", "metrics", "evaluations", "error")
 
@@ -88,8 +90,31 @@ def run_detail(request, pk):
         "comparison": comparison,
         "other_runs": listed_runs(run.experiment_id).exclude(pk=run.pk)[:50],
     }
-    template = "webui/run_detail.html#run-table" if request.htmx else "webui/run_detail.html"
+    if request.htmx:
+        return render(request, "webui/run_detail.html#run-table", context)
+    context["step_rows"] = step_rows(
+        run_aggregates(run).get("steps"), run_aggregates(baseline).get("steps") if baseline else None, list(run.config or {})
+    )
+    context["dry_tests"] = dry_tests(run) if run.dry_run else None
+    template = "webui/run_detail.html"
     return render(request, template, context)
+
+
+def dry_tests(run):
+    """Each test of a dry run with the payload as it was sent (overrides included), for the run page."""
+    envelope = webhooks.run_envelope(run)
+    tests = Test.objects.filter(run=run).order_by("task_external_id", "repetition")[:DRY_TESTS_SHOWN]
+    return [{"test": test, "sent": webhooks.build_test_payload(test, envelope)} for test in tests]
+
+
+@require_GET
+@team_member
+def run_dry_tests(request, pk):
+    """A dry run's tests as sent and answered; polled while the dry run is active."""
+    run = load_run(request, pk)
+    if not run.dry_run:
+        raise Http404("Not a dry run.")
+    return render(request, "webui/run_detail.html#dry-tests", {"run": run, "dry_tests": dry_tests(run)})
 
 
 @require_GET
@@ -111,6 +136,7 @@ def test_detail(request, pk, test_id):
     run = load_run(request, pk)
     test = get_object_or_404(Test, pk=test_id, run=run)
     baseline = baseline_run_of(run)
+    attempts = list(test.delivery_attempts.all())
     baseline_test = (
         Test.objects.filter(run=baseline, task_id=test.task_id, repetition=test.repetition).first() if baseline and test.task_id else None
     )
@@ -119,8 +145,10 @@ def test_detail(request, pk, test_id):
         "experiment": run.experiment,
         "test": test,
         "baseline_test": baseline_test,
+        "trace": step_detail.trace(test.steps, baseline_test.steps if baseline_test else None, list(run.config or {})),
         "diff": side_by_side(baseline_test.output if baseline_test else None, test.output),
-        "attempts": list(test.delivery_attempts.all()),
+        "attempts": attempts,
+        "pulled": any(attempt.pulled for attempt in attempts),
         "evaluations": [e for e in test.evaluations or [] if isinstance(e, dict)],
         "sent": webhooks.build_test_payload(test, webhooks.run_envelope(run)),
     }

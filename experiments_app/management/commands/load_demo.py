@@ -1,5 +1,6 @@
 """Load the demo: a team with a login, the demo application, steps, ~50 tasks and an
-experiment whose baseline and three variants have really run through the run engine (`experiments_app.runs`).
+experiment whose baseline and three variants (and a dry run of the last) have really run
+through the run engine (`experiments_app.runs`).
 
 `make run` calls this before the worker and the demo application start, so the runs
 here go through the real engine in this process: a demo server on an ephemeral port
@@ -19,7 +20,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from demo_app.catalog import TASKS
-from demo_app.server import secret_file, serve_in_thread
+from demo_app.server import application_file, secret_file, serve_in_thread
 from experiments_app import actions, runs
 from experiments_app.models import Application, InferenceStep, Membership, Role, Run, RunStatus, Task, Team
 from experiments_app.states import State
@@ -91,6 +92,7 @@ class Command(BaseCommand):
         path = Path(secret_file())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(application.webhook_secret + "\n")
+        Path(application_file()).write_text(f"{application.pk}\n")  # for `python -m demo_app --pull`
 
         experiment = application.experiments.filter(name=EXPERIMENT_NAME).first()
         if experiment is not None and not experiment.runs.filter(status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).exists():
@@ -126,6 +128,9 @@ class Command(BaseCommand):
                 )
                 by_name[name] = variant
                 self.report(self.run(application, runs.start_variant_run(variant)))
+            if not experiment.runs.filter(dry_run=True).exists() and VARIANTS[-1][0] in by_name:
+                # A smoke test of the last variant on a few tasks, as "Try on k tasks" does.
+                self.report(self.run(application, runs.start_dry_run(by_name[VARIANTS[-1][0]], tasks=3)))
         finally:
             settings.WEBHOOK_ALLOWED_HOSTS = allowed
             Application.objects.filter(pk=application.pk).update(webhook_url=url)
@@ -148,4 +153,6 @@ class Command(BaseCommand):
 
     def report(self, run):
         rate = run.passed / run.total if run.total else 0
-        self.stdout.write(f"  {run.variant.name}: {run.status}, {run.passed}/{run.total} passed ({rate:.0%}), {run.errored} errored")
+        self.stdout.write(
+            f"  {run.variant.name}{' (dry run)' if run.dry_run else ''}: {run.status}, {run.passed}/{run.total} passed ({rate:.0%}), {run.errored} errored"
+        )
