@@ -177,7 +177,16 @@ def state_request_limits(generator, request, public, result):
             for value in node:
                 close(value)
 
-    for name, component in result.get("components", {}).get("schemas", {}).items():
+    schemas = result.get("components", {}).get("schemas", {})
+    for name, component in schemas.items():
         if name.endswith("Request"):
             close(component)
+    # A new application needs a webhook URL unless it is created in pull mode; a PATCH may leave both out.
+    creating = schemas.get("ApplicationInputRequest")
+    if creating is not None:
+        url = next(option for option in creating["properties"]["webhook_url"]["oneOf"] if option.get("format") == "uri")
+        creating["anyOf"] = [
+            {"required": ["webhook_url"], "properties": {"webhook_url": url, "delivery": {"enum": ["push"]}}},
+            {"required": ["delivery"], "properties": {"delivery": {"enum": ["pull"]}}},
+        ]
     return result

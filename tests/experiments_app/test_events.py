@@ -155,6 +155,8 @@ def test_completing_emits_experiment_completed_with_the_winner(receiver):
 
 def test_a_failing_attempt_is_retried_with_the_same_webhook_id_and_every_attempt_logged(receiver, fast_retries):
     receiver.handler = lambda received, count: Reply(503) if count < 3 else Reply(200)
+    # A retry far enough away that "not due yet" holds however slow the machine is (send_all makes it due).
+    fast_retries.WEBHOOK_RETRY_BASE_SECONDS, fast_retries.WEBHOOK_RETRY_MAX_SECONDS = 30, 60
     application = make_application()
     endpoint_for(application, receiver.url, events=["run.completed"])
     runs.cancel_run(runs.start_baseline_run(ready_experiment(application)))

@@ -19,7 +19,7 @@ from tests.api_fixtures import client_for
 from tests.factories import make_application, make_token
 
 VERBS = ("list_", "create_", "get_", "update_", "delete_", "set_", "run_", "rotate_", "ping_", "gate_", "reopen_", "complete_")
-VERBS += ("archive_", "cancel_", "compare_", "report_", "issue_", "revoke_", "redeliver_", "enable_")
+VERBS += ("archive_", "cancel_", "compare_", "report_", "issue_", "revoke_", "redeliver_", "enable_", "lease_", "start_")
 
 
 @pytest.fixture(scope="module")
