@@ -9,11 +9,15 @@
     return layout;
   }
 
+  var drawn = new WeakMap(); // chart element → the figure JSON it shows
+
   function drawCharts(root) {
     if (!window.Plotly) return;
     (root || document).querySelectorAll("[data-figure]").forEach(function (el) {
       var source = document.getElementById(el.dataset.figure);
-      if (!source) return;
+      // still settling: its own afterSettle draws it once htmx has restored its attributes
+      if (!source || el.closest(".htmx-settling") || drawn.get(el) === source.textContent) return;
+      drawn.set(el, source.textContent);
       var figure = JSON.parse(source.textContent);
       window.Plotly.react(el, figure.data, themed(figure.layout), { displayModeBar: false, responsive: true });
     });
@@ -54,7 +58,17 @@
   function init(root) { drawCharts(root); bindSliders(root); copyButtons(root); }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
-  document.addEventListener("htmx:afterSwap", function () { init(document); });
+  // A chart about to be swapped out lets go of plotly (its resize listener, its pending redraws).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!window.Plotly || !target) return;
+    target.querySelectorAll("[data-figure]").forEach(function (el) { window.Plotly.purge(el); });
+  });
+  // Draw after the settle, not after the swap: when htmx settles, it gives an element whose id
+  // matched an old one back the attributes of the response, removing the classes plotly adds
+  // (js-plotly-plot); a chart drawn before that loses its layout, and its title, axis and
+  // lines show up over the next chart.
+  document.addEventListener("htmx:afterSettle", function () { init(document); });
   // Errors htmx does not swap (403, 404, 5xx): say so instead of failing silently.
   document.addEventListener("htmx:responseError", function (event) {
     var flash = document.getElementById("flash");

@@ -1,0 +1,113 @@
+"""Browser tests for a new user's first hour (issue 11): what the pages show after htmx
+swaps content, from the keyboard and at phone width. Playwright drives Debian's chromium."""
+
+import re
+
+import pytest
+
+from experiments_app import runs
+from tests.factories import make_team
+from tests.webui.conftest import finish_run, make_ready, make_with_results, open_page
+from tests.webui.test_browser import settled, sign_in, user_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Every title, axis title, shape and annotation of a chart must be drawn inside that chart's
+# own box: when a refresh mixes two charts up, one chart's title and lines land in the other.
+CHART_PARTS_OUTSIDE = """(id) => {
+  const chart = document.getElementById(id);
+  const box = chart.getBoundingClientRect();
+  const outside = [];
+  chart.querySelectorAll(".gtitle, .g-xtitle text, .g-ytitle text, .shapelayer path, .annotation").forEach((el) => {
+    const r = el.getBoundingClientRect();
+    if (!r.width && !r.height) return;
+    if (r.top < box.top - 1 || r.bottom > box.bottom + 1 || r.left < box.left - 1 || r.right > box.right + 1) {
+      outside.push((el.getAttribute("class") || el.tagName) + " " + (el.textContent || "").slice(0, 40));
+    }
+  });
+  return outside;
+}"""
+
+# Text labels of a chart (annotations) that cover one of its bars.
+LABELS_ON_BARS = """(id) => {
+  const chart = document.getElementById(id);
+  const bars = [...chart.querySelectorAll(".trace.bars .point path")].map((el) => el.getBoundingClientRect());
+  const covering = [];
+  chart.querySelectorAll(".annotation").forEach((el) => {
+    const r = el.getBoundingClientRect();
+    if (bars.some((b) => r.left < b.right && r.right > b.left && r.top < b.bottom && r.bottom > b.top)) covering.push(el.textContent);
+  });
+  return covering;
+}"""
+
+
+def chart_text(page, selector, part):
+    return page.evaluate(f"document.querySelector('{selector} {part}').textContent")
+
+
+def test_charts_redrawn_after_a_run_ends_keep_their_own_titles_axes_and_lines(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, *_ = make_with_results(team)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    page.wait_for_selector("#chart-delta .main-svg")
+    settled(page)
+    for _ in range(3):
+        page.evaluate("htmx.trigger(document.body, 'run-finished')")  # what the progress poll fires when a run ends
+        page.wait_for_timeout(300)
+        settled(page)
+        page.wait_for_selector("#chart-pass-rate .gtitle")
+        page.wait_for_selector("#chart-delta .gtitle")
+        # htmx's settle must not strip what plotly put on the chart after drawing it
+        assert page.evaluate("document.getElementById('chart-delta').classList.contains('js-plotly-plot')")
+        assert page.evaluate("document.getElementById('chart-pass-rate').classList.contains('js-plotly-plot')")
+        assert chart_text(page, "#chart-pass-rate", ".gtitle") == "Pass rate with 95% interval"
+        assert chart_text(page, "#chart-delta", ".gtitle") == "Δ vs baseline (percentage points)"
+        assert chart_text(page, "#chart-delta", ".g-ytitle text") == "Δ pp"
+        assert "baseline 50%" not in page.locator("#chart-delta").inner_text()
+        for chart in ("chart-pass-rate", "chart-delta"):
+            assert page.evaluate(CHART_PARTS_OUTSIDE, chart) == [], chart
+        charts_bottom = page.evaluate("document.querySelector('section[aria-label=Charts]').getBoundingClientRect().bottom")
+        table_top = page.evaluate("document.getElementById('results-table').getBoundingClientRect().top")
+        assert charts_bottom <= table_top
+
+
+def test_phone_width_keeps_every_results_column_in_a_sideways_scroll_and_fills_the_chart_panel(browser, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, *_ = make_with_results(team)
+    page = open_page(browser, width=390, height=844)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    page.wait_for_selector("#chart-pass-rate .main-svg")
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
+    headers = page.locator("#results-table thead th")
+    assert headers.count() >= 9
+    assert all(headers.nth(index).is_visible() for index in range(headers.count()))
+    wrap = page.evaluate(
+        "(() => { const w = document.getElementById('results-table').closest('.table-wrap');"
+        " return [w.scrollWidth, w.clientWidth, getComputedStyle(w).overflowX]; })()"
+    )
+    assert wrap[0] > wrap[1] and wrap[2] == "auto"  # wider than the phone, scrolled sideways inside its panel
+    for chart in ("chart-pass-rate", "chart-delta"):
+        widths = page.evaluate(
+            f"(() => {{ const c = document.getElementById('{chart}');"
+            " return [c.querySelector('.main-svg').getBoundingClientRect().width, c.getBoundingClientRect().width]; })()"
+        )
+        assert abs(widths[0] - widths[1]) <= 2, (chart, widths)
+        assert page.evaluate(CHART_PARTS_OUTSIDE, chart) == [], chart
+    assert page.evaluate(LABELS_ON_BARS, "chart-pass-rate") == []
+    page.context.close()
+
+
+def test_with_only_a_baseline_the_delta_chart_is_a_sentence(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment = make_ready(team)
+    finish_run(runs.start_baseline_run(experiment), lambda ext: True)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    page.wait_for_selector("#chart-pass-rate .main-svg")
+    assert page.locator("#chart-delta").count() == 0
+    assert re.search("once a variant has a result", page.locator("#delta-note").inner_text())
