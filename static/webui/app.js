@@ -69,13 +69,43 @@
   // (js-plotly-plot); a chart drawn before that loses its layout, and its title, axis and
   // lines show up over the next chart.
   document.addEventListener("htmx:afterSettle", function () { init(document); });
-  // Errors htmx does not swap (403, 404, 5xx): say so instead of failing silently.
-  document.addEventListener("htmx:responseError", function (event) {
+  function say(text) {
     var flash = document.getElementById("flash");
     if (!flash) return;
-    var status = event.detail.xhr ? event.detail.xhr.status : "";
-    var text = status === 403 ? "You do not have the role this needs." : status === 404 ? "Not found." : "The request failed (" + status + ").";
     flash.innerHTML = '<div class="flash error" role="alert"></div>';
     flash.firstChild.textContent = text;
+  }
+
+  // Errors htmx does not swap (403, 404, 5xx): say so instead of failing silently.
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : "";
+    say(status === 403 ? "You do not have the role this needs." : status === 404 ? "Not found." : "The request failed (" + status + ").");
+  });
+
+  // A refusal (409) or a form error (400) answering an element that a refresh swapped out
+  // meanwhile: htmx can no longer place it (its events no longer reach the document), so
+  // show the message the answer carries in #flash.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt, xhr = event.detail.xhr;
+    if (!xhr) return;
+    xhr.addEventListener("loadend", function () {
+      if ((xhr.status !== 409 && xhr.status !== 400) || document.documentElement.contains(elt)) return;
+      var holder = document.createElement("div");
+      holder.innerHTML = xhr.responseText;
+      var message = holder.querySelector(".flash, .errorlist");
+      say(message ? message.textContent.trim() : "The change was refused (" + xhr.status + "). Reload to see the current state.");
+    });
+  });
+
+  // A plain form (no htmx) is sent once: a second click while the page is leaving would
+  // post again and answer with a refusal instead of the first answer.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.hasAttribute("hx-post") || form.hasAttribute("hx-get") || (form.method || "").toLowerCase() !== "post") return;
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-sent]").forEach(function (form) { delete form.dataset.sent; });
   });
 })();

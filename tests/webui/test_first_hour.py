@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from experiments_app import runs
+from experiments_app import actions, runs
+from experiments_app.models import Run
 from tests.factories import make_team
 from tests.webui.conftest import finish_run, make_ready, make_with_results, open_page
 from tests.webui.test_browser import settled, sign_in, user_in
@@ -111,3 +112,52 @@ def test_with_only_a_baseline_the_delta_chart_is_a_sentence(page, live_server):
     page.wait_for_selector("#chart-pass-rate .main-svg")
     assert page.locator("#chart-delta").count() == 0
     assert re.search("once a variant has a result", page.locator("#delta-note").inner_text())
+
+
+def second_variant(experiment, name="temp 0.5", value=0.5):
+    return actions.create_variant(
+        experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=value, name=name
+    )
+
+
+def test_run_is_disabled_while_its_request_is_in_flight_so_a_double_click_starts_one_run(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, *_ = make_with_results(team)
+    variant = second_variant(experiment)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    settled(page)
+    button = page.locator(f"li[data-variant='{variant.pk}'] button:has-text('Run')")
+    held = []
+    page.route(f"**/variants/{variant.pk}/run/", lambda route: held.append(route))
+    button.click()
+    page.wait_for_function("document.querySelector('.htmx-request') !== null")
+    assert button.is_disabled()
+    button.click(force=True)  # the second click of a double click lands on a disabled button
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_selector("#progress .bar")
+    settled(page)
+    assert Run.objects.filter(variant=variant).count() == 1
+    assert page.locator("#flash .flash.error").count() == 0
+
+
+def test_a_refusal_answering_a_button_that_a_refresh_swapped_out_is_shown(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, _, first, _ = make_with_results(team)
+    second = second_variant(experiment)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    settled(page)
+    held = []
+    page.route(f"**/variants/{first.pk}/run/", lambda route: held.append(route))
+    page.click(f"li[data-variant='{first.pk}'] button:has-text('Run')")  # held back: answers after the other
+    page.click(f"li[data-variant='{second.pk}'] button:has-text('Run')")
+    page.wait_for_selector("#progress .bar")  # the second run started and the page refreshed
+    settled(page)
+    held[0].continue_()  # now answered 409: one run at a time
+    page.wait_for_selector("#flash .flash.error")
+    assert "One run at a time: the experiment is running variant now." in page.locator("#flash").inner_text()
+    assert Run.objects.filter(variant=first).count() == 1  # its earlier run only
