@@ -14,6 +14,11 @@ from experiments_app.overrides import PARAMETERS
 from experiments_app.states import BRANCHABLE, RUNNING, SCOPE_EDITABLE, State
 
 
+def percent(fraction):
+    """0.4 → "40%", 0.125 → "12.5%": as people write a share."""
+    return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
+
+
 def new_webhook_secret():
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -302,6 +307,8 @@ class Run(models.Model):
     passed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     errored = models.PositiveIntegerField(default=0)
+    # The experiment's max_error_rate the run was judged against when it closed (it may change later).
+    max_error_rate = models.FloatField(null=True, blank=True)
     # Per-metric and per-evaluator aggregates, stored once when the run closes.
     aggregates = models.JSONField(default=dict, blank=True)
     # {task id: passed (by majority over repetitions)}, stored at close for comparing runs;
@@ -328,6 +335,23 @@ class Run(models.Model):
     def is_active(self):
         return self.status in ACTIVE_RUN_STATUSES
 
+    def failure_reason(self):
+        """Why the run did not succeed, as a sentence; None when it succeeded or is still active."""
+        if self.status == RunStatus.CANCELLED:
+            return "The run was cancelled: its unfinished tests were errored."
+        if self.status != RunStatus.FAILED:
+            return None
+        share = self.errored / self.total if self.total else 0
+        reason = f"{self.errored} of {self.total} test{'' if self.total == 1 else 's'} errored ({percent(share)})"
+        if self.max_error_rate is not None:
+            reason += f", above the experiment's max error rate of {percent(self.max_error_rate)}"
+        return reason + "."
+
+    def count_awaiting_results(self):
+        """{awaiting, next_due}: tests accepted with a 202 still waiting for their callback,
+        and the earliest time one of them times out (None when none waits)."""
+        return self.tests.filter(AWAITING_RESULT).aggregate(awaiting=models.Count("pk"), next_due=models.Min("result_due_at"))
+
     def count_tests(self):
         """{total, passed, failed, errored} counted in one query."""
         return self.tests.aggregate(
@@ -348,6 +372,8 @@ class TestStatus(models.TextChoices):
 
 TERMINAL_TEST_STATUSES = (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED)
 OPEN_TEST_STATUSES = (TestStatus.PENDING, TestStatus.DISPATCHED)
+# Accepted with a 202 and waiting for its callback (Test.is_awaiting_result, as a filter).
+AWAITING_RESULT = Q(status=TestStatus.DISPATCHED, result_due_at__isnull=False)
 
 
 class Test(models.Model):

@@ -69,6 +69,16 @@
   // (js-plotly-plot); a chart drawn before that loses its layout, and its title, axis and
   // lines show up over the next chart.
   document.addEventListener("htmx:afterSettle", function () { init(document); });
+  // A message describes the moment it was shown ("Baseline run started.", "Completed."):
+  // once the experiment changes or its run ends, the page shows the new state and the
+  // message would contradict it.
+  ["run-finished", "experiment-changed"].forEach(function (name) {
+    document.addEventListener(name, function () {
+      var flash = document.getElementById("flash");
+      if (flash) flash.innerHTML = "";
+    });
+  });
+
   function say(text) {
     var flash = document.getElementById("flash");
     if (!flash) return;

@@ -161,3 +161,28 @@ def test_a_refusal_answering_a_button_that_a_refresh_swapped_out_is_shown(page, 
     page.wait_for_selector("#flash .flash.error")
     assert "One run at a time: the experiment is running variant now." in page.locator("#flash").inner_text()
     assert Run.objects.filter(variant=first).count() == 1  # its earlier run only
+
+
+def test_flash_messages_go_when_the_state_they_describe_is_gone(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment = make_ready(team)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/setup/")
+    page.click("#setup-head button:has-text('Run baseline')")
+    page.wait_for_url(re.compile(rf".*/experiments/{experiment.pk}/$"))
+    assert "Baseline run started." in page.locator("#flash").inner_text()
+    page.wait_for_selector("#progress .bar")
+    finish_run(Run.objects.get(experiment=experiment), lambda ext: True)
+    page.wait_for_selector("#experiment-status:has-text('baseline complete')")
+    page.wait_for_function("!document.getElementById('flash').textContent.includes('Baseline run started.')")
+
+    page.click("a:has-text('Complete…')")
+    page.click("#complete button:has-text('Complete')")
+    page.wait_for_selector("#experiment-status:has-text('completed')")
+    assert "Completed." in page.locator("#flash").inner_text()
+    settled(page)
+    page.click("#experiment-header button:has-text('Archive')")
+    page.wait_for_selector("#experiment-status:has-text('archived')")
+    settled(page)
+    assert "Completed." not in page.locator("#flash").inner_text()

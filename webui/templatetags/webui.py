@@ -33,6 +33,20 @@ def pp(value, digits=1):
 
 
 @register.filter
+def seconds(value):
+    """A wait in seconds as people say it: 41 → "41 s", 300 → "5 min", 5400 → "1 h 30 min"."""
+    if value is None:
+        return "—"
+    value = int(value)
+    if value < 90:
+        return f"{value} s"
+    if value < 3600:
+        return f"{round(value / 60)} min"
+    hours, minutes = divmod(round(value / 60), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+@register.filter
 def pvalue(value):
     if value is None:
         return "—"

@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions, webhooks
 from experiments_app.errors import DomainError, ValidationFailed
-from experiments_app.models import Application, DeliveryAttempt, Role
+from experiments_app.models import ACTIVE_RUN_STATUSES, Application, DeliveryAttempt, Role, Run, RunStatus, Test, TestStatus
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
 
@@ -55,13 +55,58 @@ def application_list(request):
 
 
 def recent_failures(application):
-    """The latest delivery attempts to this application that did not get a 2xx."""
-    return (
-        DeliveryAttempt.objects.filter(test__run__experiment__application=application)
-        .filter(Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300))
-        .select_related("test__run")
-        .order_by("-started_at")[:FAILURES_SHOWN]
+    """The application's latest delivery failures, newest first: attempts that got no 2xx, and
+    result timeouts (tests it accepted with a 202 whose result never came). Returns
+    {"rows": [{when, test, attempt, status_code, duration_ms, error, timeout}], "attempts": n,
+    "timeouts": n, "last_run": its latest ended run when that one failed, else None}."""
+    attempts = DeliveryAttempt.objects.filter(test__run__experiment__application=application).filter(
+        Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300)
     )
+    timeouts = (
+        Test.objects.filter(run__experiment__application=application, status=TestStatus.ERRORED, accepted_at__isnull=False)
+        .filter(has_output=False)
+        .exclude(run__status=RunStatus.CANCELLED)
+    )
+    rows = [
+        {
+            "when": a.started_at,
+            "test": a.test,
+            "attempt": a.number,
+            "status_code": a.status_code,
+            "duration_ms": a.duration_ms,
+            "error": a.error,
+        }
+        for a in attempts.select_related("test").order_by("-started_at")[:FAILURES_SHOWN]
+    ]
+    rows += [
+        {
+            "when": t.completed_at,
+            "test": t,
+            "attempt": t.attempts,
+            "status_code": 202,
+            "duration_ms": None,
+            "error": t.error,
+            "timeout": True,
+        }
+        for t in timeouts.only("id", "run_id", "task_external_id", "attempts", "completed_at", "error").order_by("-completed_at")[
+            :FAILURES_SHOWN
+        ]
+    ]
+    rows.sort(key=lambda row: row["when"], reverse=True)
+    last_run = (
+        Run.objects.filter(experiment__application=application)
+        .exclude(status__in=ACTIVE_RUN_STATUSES)
+        .select_related("variant", "experiment")
+        .defer("aggregates", "outcomes", "config")
+        .order_by("-completed_at")
+        .first()
+    )
+    return {
+        "rows": rows[:FAILURES_SHOWN],
+        "attempts": attempts.count(),
+        "timeouts": timeouts.count(),
+        "last_run": last_run if last_run and last_run.status == RunStatus.FAILED else None,
+    }
 
 
 def detail_context(request, application, form=None):

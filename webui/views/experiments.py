@@ -20,6 +20,7 @@ from experiments_app.states import State
 from webui import charts
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import ExperimentForm, apply_errors
+from webui.progress import explained_failure, progress_counts
 from webui.tree import table_rows, variant_tree
 
 PAGE_SIZE = 50
@@ -167,11 +168,17 @@ def results_context(request, experiment):
 
 
 def progress_context(experiment, run, *, finished=None):
-    counts = (run or finished).count_tests() if (run or finished) else None
-    if counts:
-        counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
-        counts["percent"] = round(100 * counts["done"] / counts["total"]) if counts["total"] else 0
-    return {"experiment": experiment, "run": run, "finished": finished, "counts": counts}
+    shown = run or finished
+    return {"experiment": experiment, "run": run, "finished": finished, "counts": progress_counts(shown) if shown else None}
+
+
+def latest_run(experiment):
+    return Run.objects.filter(experiment=experiment).select_related("variant").defer("aggregates", "outcomes", "config").first()
+
+
+def page_progress(experiment, run):
+    """The progress of the active run; without one, the latest run's failure, kept until another run starts."""
+    return progress_context(experiment, run, finished=None if run else explained_failure(experiment, latest_run(experiment)))
 
 
 @require_GET
@@ -180,7 +187,8 @@ def progress_context(experiment, run, *, finished=None):
 def experiment_detail(request, pk):
     experiment = load_experiment(request, pk)
     context = {**header_context(request, experiment), **results_context(request, experiment)}
-    context.update(progress_context(experiment, context["run"]))
+    context.update(page_progress(experiment, context["run"]))
+    context["flash"] = page_messages(request, context["run"])
     if request.htmx:
         return render(request, "webui/experiment_detail.html#results", context)
     return render(request, "webui/experiment_detail.html", context)
@@ -215,7 +223,7 @@ def experiment_progress(request, pk):
         )
         response["HX-Trigger"] = "run-finished"
         return response
-    return render(request, "webui/experiment_detail.html#progress", progress_context(experiment, run))
+    return render(request, "webui/experiment_detail.html#progress", page_progress(experiment, run))
 
 
 def is_uuid(value):
@@ -226,22 +234,35 @@ def is_uuid(value):
     return True
 
 
-def changed(request, url, message=None):
+RUN_STARTED = "run-started"
+
+
+def page_messages(request, run):
+    """The messages for the experiment page: one saying a run started only while a run is active
+    (a run that ended before the page loaded must not read as started)."""
+    return [
+        {"level": message.tags, "text": str(message)}
+        for message in messages.get_messages(request)
+        if run is not None or RUN_STARTED not in message.extra_tags.split()
+    ]
+
+
+def changed(request, url, message=None, tags=""):
     """After a successful POST: an event for htmx (the page's fragments refresh themselves), a redirect otherwise."""
     if request.htmx:
         response = HttpResponse(status=204)
         response["HX-Trigger"] = "experiment-changed"
         return response
     if message:
-        messages.success(request, message)
+        messages.success(request, message, extra_tags=tags)
     return redirect(url)
 
 
-def perform(request, experiment, action, message):
+def perform(request, experiment, action, message, tags=""):
     """Run one lifecycle action for the experiment page and answer for htmx or a plain form."""
     url = reverse("webui:experiment-detail", args=[experiment.pk])
     try:
         action()
     except DomainError as error:
         return refuse(request, error, url)
-    return changed(request, url, message)
+    return changed(request, url, message, tags)

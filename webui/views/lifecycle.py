@@ -11,7 +11,7 @@ from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Run, RunStatus, Variant
 from webui.access import refuse, require_role, team_ids, team_member
 from webui.forms import BranchForm, CompleteForm, apply_errors
-from webui.views.experiments import is_uuid, load_experiment, perform
+from webui.views.experiments import RUN_STARTED, is_uuid, load_experiment, perform
 
 
 def load_variant(request, pk):
@@ -25,7 +25,7 @@ def load_variant(request, pk):
 def run_baseline(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    return perform(request, experiment, lambda: runs.start_baseline_run(experiment, by=request.user), "Baseline run started.")
+    return perform(request, experiment, lambda: runs.start_baseline_run(experiment, by=request.user), "Baseline run started.", RUN_STARTED)
 
 
 @require_POST
@@ -34,7 +34,11 @@ def run_variant(request, pk):
     variant = load_variant(request, pk)
     require_role(request, variant.experiment.team_id)
     return perform(
-        request, variant.experiment, lambda: runs.start_variant_run(variant, by=request.user), f"Run of “{variant.name}” started."
+        request,
+        variant.experiment,
+        lambda: runs.start_variant_run(variant, by=request.user),
+        f"Run of “{variant.name}” started.",
+        RUN_STARTED,
     )
 
 

@@ -13,6 +13,7 @@ from experiments_app.results import baseline_result_runs, compare_runs, experime
 from webui import exports
 from webui.access import team_ids, team_member
 from webui.diffs import side_by_side
+from webui.progress import progress_counts
 from webui.views.experiments import load_experiment
 
 PAGE_SIZE = 50
@@ -48,10 +49,7 @@ def listed_runs(experiment_id):
 
 
 def run_summary_context(run):
-    counts = run.count_tests()
-    counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
-    counts["percent"] = round(100 * counts["done"] / counts["total"]) if counts["total"] else 0
-    return {"run": run, "counts": counts, "experiment": run.experiment}
+    return {"run": run, "counts": progress_counts(run), "experiment": run.experiment}
 
 
 @require_GET
