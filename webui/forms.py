@@ -159,6 +159,22 @@ def parse_csv(text):
     return rows
 
 
+# The steps of setting up an experiment, numbered alike on /experiments/new/ and the setup page.
+SETUP_STEPS = (
+    ("details", "Name and hypothesis"),
+    ("steps", "Inference steps"),
+    ("tasks", "Tasks"),
+    ("baseline", "Baseline config"),
+    ("settings", "Evaluation settings"),
+    ("run", "Run the baseline"),
+)
+
+
+def numbered_setup_steps():
+    """{key: "2 · Inference steps"} for every step of SETUP_STEPS."""
+    return {key: f"{number} · {title}" for number, (key, title) in enumerate(SETUP_STEPS, start=1)}
+
+
 class ExperimentForm(forms.Form):
     application = forms.ChoiceField()
     name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"placeholder": "Lower temperature to cut hallucinations"}))
@@ -181,20 +197,6 @@ class StepsForm(forms.Form):
         self.fields["steps"].choices = [(step.external_id, step.external_id) for step in steps]
 
 
-class TasksForm(forms.Form):
-    """Select every task, or every task with a tag; picking by hand is the task picker's job."""
-
-    MODES = [("all", "All tasks"), ("tag", "By tag")]
-    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="all")
-    tag = forms.CharField(required=False, max_length=200)
-
-    def clean(self):
-        data = super().clean()
-        if data.get("mode") == "tag" and not data.get("tag"):
-            self.add_error("tag", "Pick a tag.")
-        return data
-
-
 class TaskFilterForm(forms.Form):
     """The task picker's search: text in the external id or name, a tag, selected or not."""
 
@@ -214,7 +216,7 @@ class TaskFilterForm(forms.Form):
 class TaskPickForm(TaskFilterForm):
     """One change to the selection: add or remove a task, or add/remove every task the filters match."""
 
-    BULK = [("add-matching", "Add all matching"), ("remove-matching", "Remove all matching")]
+    BULK = [("add-matching", "Add all matching"), ("remove-matching", "Remove all matching"), ("only-matching", "Select only these")]
     add = forms.UUIDField(required=False)
     remove = forms.UUIDField(required=False)
     bulk = forms.ChoiceField(choices=BULK, required=False)

@@ -34,7 +34,10 @@
       range.value = input.value || input.min;
       range.setAttribute("aria-label", (input.name || "value") + " slider");
       range.tabIndex = -1; // the number input is the keyboard control
-      range.addEventListener("input", function () { input.value = range.value; });
+      range.addEventListener("input", function () {
+        input.value = range.value;
+        input.dispatchEvent(new Event("input", { bubbles: true })); // an edit of the field like any other
+      });
       input.addEventListener("input", function () { range.value = input.value; });
       input.insertAdjacentElement("afterend", range);
     });
@@ -77,6 +80,25 @@
       var flash = document.getElementById("flash");
       if (flash) flash.innerHTML = "";
     });
+  });
+
+  // The setup page's one save form: say "Unsaved changes" as soon as a field of it changes,
+  // and ask before leaving the page with them (a save answered with errors keeps them too).
+  var leaving = false;
+  function markUnsaved(event) {
+    var form = event.target.form;
+    var state = document.getElementById("save-state");
+    if (form && state && form.id === "setup-form") state.classList.add("dirty");
+  }
+  document.addEventListener("input", markUnsaved);
+  document.addEventListener("change", markUnsaved);
+  document.addEventListener("submit", function (event) { if (event.target.id === "setup-form") leaving = true; });
+  document.addEventListener("htmx:beforeRequest", function (event) { if (event.detail.elt.id === "setup-form") leaving = true; });
+  document.addEventListener("htmx:afterRequest", function (event) { if (event.detail.elt.id === "setup-form") leaving = false; });
+  window.addEventListener("beforeunload", function (event) {
+    if (leaving || !document.querySelector("#save-state.dirty, #save-state[data-unsaved]")) return;
+    event.preventDefault();
+    event.returnValue = "";
   });
 
   function say(text) {

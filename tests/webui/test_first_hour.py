@@ -169,7 +169,7 @@ def test_flash_messages_go_when_the_state_they_describe_is_gone(page, live_serve
     experiment = make_ready(team)
     sign_in(page, live_server.url, user.username)
     page.goto(f"{live_server.url}/experiments/{experiment.pk}/setup/")
-    page.click("#setup-head button:has-text('Run baseline')")
+    page.click("#setup-head button:has-text('Save and run baseline')")
     page.wait_for_url(re.compile(rf".*/experiments/{experiment.pk}/$"))
     assert "Baseline run started." in page.locator("#flash").inner_text()
     page.wait_for_selector("#progress .bar")
@@ -186,3 +186,45 @@ def test_flash_messages_go_when_the_state_they_describe_is_gone(page, live_serve
     page.wait_for_selector("#experiment-status:has-text('archived')")
     settled(page)
     assert "Completed." not in page.locator("#flash").inner_text()
+
+
+def test_setup_page_says_unsaved_then_saved_and_run_the_baseline_keeps_the_edit(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment = make_ready(team)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/setup/")
+    assert not page.locator("#save-state .unsaved-note").is_visible()
+    page.fill("#setup-details input[name=name]", "Cooler still")
+    page.wait_for_selector("#save-state .unsaved-note", state="visible")
+    page.click("#setup-save button:has-text('Save')")
+    page.wait_for_selector("#saved-note")
+    assert re.search(r"Saved ✓ at \d\d:\d\d:\d\d: name and hypothesis\.", page.locator("#saved-note").inner_text())
+    assert not page.locator("#save-state .unsaved-note").is_visible()
+
+    page.fill("#setup-baseline input[name=main__temperature]", "0.2")  # then straight to the run, without Save
+    page.click("#setup-head button:has-text('Save and run baseline')")
+    page.wait_for_url(re.compile(rf".*/experiments/{experiment.pk}/$"))
+    assert Run.objects.get(experiment=experiment).config["main"]["temperature"] == 0.2
+    experiment.refresh_from_db()
+    assert experiment.name == "Cooler still"
+
+
+def test_truncated_values_end_in_an_ellipsis_and_show_whole_on_hover_and_focus(browser, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, *_ = make_with_results(team)
+    prompt = "You are a careful assistant. " * 6
+    actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="system", value=prompt, name="careful")
+    page = open_page(browser, width=390, height=844)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    change = page.locator("li[data-variant]:has-text('careful') .change")
+    style = change.evaluate("el => [getComputedStyle(el).textOverflow, el.scrollWidth > el.clientWidth]")
+    assert style == ["ellipsis", True]  # cut, and the cut shows
+    assert change.get_attribute("title") == f"main.system = {prompt}"  # the whole value on hover
+    change.focus()
+    assert change.evaluate("el => el.scrollWidth <= el.clientWidth")  # and on focus
+    assert " ".join(change.inner_text().split()) == f"main.system = {prompt.strip()}"
+    assert page.js_errors == []
+    page.context.close()

@@ -1,9 +1,12 @@
 """Number and JSON formatting for the pages."""
 
 import json
+import math
 
 from django import template
 from django.utils.http import urlencode
+
+from experiments_app.overrides import written
 
 register = template.Library()
 
@@ -64,10 +67,23 @@ def pretty_json(value):
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+def one_line(value):
+    """A value on one line: a number as people write it (1,000,000), a string as is, anything else as JSON."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return written(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 @register.filter
 def compact_json(value):
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = one_line(value)
     return text if len(text) <= 80 else text[:77] + "…"
+
+
+@register.filter
+def full_value(value):
+    """The whole value compact_json may cut, for a title or a focus outline."""
+    return one_line(value)
 
 
 @register.filter

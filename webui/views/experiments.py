@@ -19,7 +19,7 @@ from experiments_app.results import experiment_results
 from experiments_app.states import State
 from webui import charts
 from webui.access import can, refuse, require_role, team_ids, team_member
-from webui.forms import ExperimentForm, apply_errors
+from webui.forms import ExperimentForm, apply_errors, numbered_setup_steps
 from webui.progress import explained_failure, progress_counts
 from webui.tree import table_rows, variant_tree
 
@@ -80,7 +80,8 @@ def experiment_new(request):
         else:
             return redirect("webui:experiment-setup", pk=experiment.pk)
     status = 400 if form.errors else 200
-    return render(request, "webui/experiment_new.html", {"form": form, "applications": applications}, status=status)
+    context = {"form": form, "applications": applications, "step_titles": numbered_setup_steps()}
+    return render(request, "webui/experiment_new.html", context, status=status)
 
 
 def active_run(experiment):
