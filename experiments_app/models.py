@@ -122,6 +122,10 @@ class Application(models.Model):
     def __str__(self):
         return self.name
 
+    def running_experiments(self):
+        """Its experiments with a run in progress: while there is one, it cannot be deleted."""
+        return self.experiments.filter(status__in=RUNNING)
+
     def rotate_secret(self):
         self.webhook_secret = new_webhook_secret()
         self.save(update_fields=["webhook_secret", "updated_at"])
@@ -146,6 +150,11 @@ class InferenceStep(models.Model):
     def __str__(self):
         return self.external_id
 
+    def locking_experiments(self):
+        """The locked, non-archived experiments whose scope holds this step: while there is one,
+        its external_id (the name in `overrides`) cannot change."""
+        return self.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED)
+
 
 class TaskQuerySet(models.QuerySet):
     def with_tag(self, tag):
@@ -155,6 +164,14 @@ class TaskQuerySet(models.QuerySet):
             return self.filter(tags__contains=[tag])
         ids = [pk for pk, tags in self.values_list("pk", "tags") if isinstance(tags, list) and tag in tags]
         return self.filter(pk__in=ids)
+
+    def with_locked(self):
+        """Annotate `locked`: whether a locked, non-archived experiment selected the task, so its
+        input and expected keep their meaning (SPEC §2: changing them is refused)."""
+        locking = Experiment.tasks.through.objects.filter(task_id=models.OuterRef("pk"), experiment__locked_at__isnull=False).exclude(
+            experiment__status=State.ARCHIVED
+        )
+        return self.annotate(locked=models.Exists(locking))
 
     def tag_names(self):
         """Every tag these tasks carry, sorted, each once."""
@@ -184,6 +201,11 @@ class Task(models.Model):
 
     def __str__(self):
         return self.external_id
+
+    def locking_experiments(self):
+        """The locked, non-archived experiments that selected this task: while there is one, its
+        input and expected cannot change and it cannot be deleted."""
+        return self.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED)
 
 
 class Experiment(models.Model):

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from webui.views import applications, catalog, experiments, lifecycle, runs, setup, teams, tokens
+from webui.views import applications, catalog, deletes, experiments, lifecycle, runs, setup, teams, tokens
 
 app_name = "webui"
 urlpatterns = [
@@ -17,6 +17,7 @@ urlpatterns = [
     path("experiments/<uuid:pk>/progress/", experiments.experiment_progress, name="experiment-progress"),
     path("experiments/<uuid:pk>/results/", experiments.experiment_results_fragment, name="experiment-results"),
     re_path(r"^experiments/(?P<pk>[0-9a-f-]{36})/results\.(?P<fmt>csv|json)$", runs.experiment_export, name="experiment-export"),
+    path("experiments/<uuid:pk>/delete/", deletes.experiment_delete, name="experiment-delete"),
     path("experiments/<uuid:pk>/setup/", setup.experiment_setup, name="experiment-setup"),
     path("experiments/<uuid:pk>/setup/details/", setup.setup_details, name="experiment-setup-details"),
     path("experiments/<uuid:pk>/setup/steps/", setup.setup_steps, name="experiment-setup-steps"),
@@ -44,10 +45,12 @@ urlpatterns = [
     path("applications/<uuid:pk>/", applications.application_detail, name="application-detail"),
     path("applications/<uuid:pk>/rotate-secret/", applications.rotate_secret, name="application-rotate-secret"),
     path("applications/<uuid:pk>/ping/", applications.ping, name="application-ping"),
-    path("applications/<uuid:pk>/delete/", applications.application_delete, name="application-delete"),
+    path("applications/<uuid:pk>/delete/", deletes.application_delete, name="application-delete"),
     path("applications/<uuid:pk>/steps/", catalog.steps_tab, name="application-steps"),
     path("applications/<uuid:pk>/steps/<uuid:step_id>/", catalog.step_edit, name="step-edit"),
+    path("applications/<uuid:pk>/steps/<uuid:step_id>/delete/", deletes.step_delete, name="step-delete"),
     path("applications/<uuid:pk>/tasks/", catalog.tasks_tab, name="application-tasks"),
     path("applications/<uuid:pk>/tasks/import/", catalog.tasks_import, name="application-tasks-import"),
     path("applications/<uuid:pk>/tasks/<uuid:task_id>/", catalog.task_edit, name="task-edit"),
+    path("applications/<uuid:pk>/tasks/<uuid:task_id>/delete/", deletes.task_delete, name="task-delete"),
 ]

@@ -8,7 +8,6 @@ from experiments_app import overrides, webhooks
 from experiments_app.actions.experiments import delete_experiment
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import Application, InferenceStep, Task
-from experiments_app.states import State
 
 MAX_BULK_TASKS = 10_000
 APPLICATION_LIMITS = {
@@ -84,7 +83,7 @@ def update_application(application, data):
 
 def delete_application(application):
     """Delete an application and everything under it; refused while one of its runs is active."""
-    if application.experiments.filter(status__in=[State.RUNNING_BASELINE, State.RUNNING_VARIANT]).exists():
+    if application.running_experiments().exists():
         raise Conflict("The application has a running experiment; cancel the run first.")
     with transaction.atomic():
         for experiment in application.experiments.all():
@@ -144,7 +143,7 @@ def update_step(step, data):
     """Edit a step. Renaming a step that a locked experiment uses is refused (Locked)."""
     clean = validate_step(data, partial=True)
     renamed = "external_id" in clean and clean["external_id"] != step.external_id
-    if renamed and step.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED).exists():
+    if renamed and step.locking_experiments().exists():
         raise Locked("The step is used by a locked experiment; its external_id cannot change.")
     for field, value in clean.items():
         setattr(step, field, value)
@@ -237,7 +236,7 @@ def update_task(task, data):
     clean = validate_task(data, partial=True)
     meaning = {"input", "expected"} & set(clean)
     if meaning and any(getattr(task, key) != clean[key] for key in meaning):
-        in_use = task.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED)
+        in_use = task.locking_experiments()
         if in_use.exists():
             names = ", ".join(in_use.values_list("name", flat=True)[:3])
             raise Locked(f"The task is used by locked experiments ({names}); create a new task instead.")
@@ -250,6 +249,6 @@ def update_task(task, data):
 
 def delete_task(task):
     """Delete a task unless a locked, non-archived experiment selected it (Locked)."""
-    if task.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED).exists():
+    if task.locking_experiments().exists():
         raise Locked("The task is used by a locked experiment; archive the experiment first.")
     task.delete()

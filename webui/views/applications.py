@@ -7,9 +7,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions, webhooks
-from experiments_app.errors import DomainError, ValidationFailed
+from experiments_app.errors import ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, Application, DeliveryAttempt, Role, Run, RunStatus, Test, TestStatus
-from webui.access import can, refuse, require_role, team_ids, team_member
+from webui.access import can, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
 
 SECRET_SESSION_KEY = "webui_shown_secret"
@@ -179,16 +179,3 @@ def ping(request, pk):
         f"Test delivery: {outcome} in {result['duration_ms']:.0f} ms. {result['error'] if result['status_code'] else ''}".strip(),
     )
     return redirect("webui:application-detail", pk=application.pk)
-
-
-@require_POST
-@team_member
-def application_delete(request, pk):
-    application = load_application(request, pk)
-    require_role(request, application.team_id, Role.ADMIN)
-    try:
-        actions.delete_application(application)
-    except DomainError as error:
-        return refuse(request, error, f"/applications/{application.pk}/")
-    messages.success(request, f"Deleted {application.name}.")
-    return redirect("webui:application-list")

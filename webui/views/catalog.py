@@ -79,6 +79,9 @@ def step_edit(request, pk, step_id):
     step = get_object_or_404(InferenceStep, pk=step_id, application=application)
     initial = {"external_id": step.external_id, "name": step.name, "description": step.description, "config": step.config}
     form = StepForm(request.POST or None, initial=initial)
+    locking = list(step.locking_experiments().values_list("name", flat=True)[:3])
+    if locking:  # said before the user edits it, not only by a refusal after Save
+        form.fields["external_id"].disabled = True
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
@@ -97,13 +100,15 @@ def step_edit(request, pk, step_id):
         "form": form,
         "kind": "step",
         "can_edit": can(request, application.team_id),
+        "locking": locking,
+        "locked_fields": "its external id (the name your code reads in `overrides`)",
     }
     return render(request, "webui/catalog_edit.html", context, status=400 if form.errors else 200)
 
 
 def tasks_context(request, application, form=None, import_form=None, row_errors=None):
     query, tag = request.GET.get("q", "").strip(), request.GET.get("tag", "").strip()
-    tasks = Task.objects.filter(application=application).only("id", "external_id", "name", "tags", "input", "expected")
+    tasks = Task.objects.filter(application=application).only("id", "external_id", "name", "tags", "input", "expected").with_locked()
     if query:
         tasks = tasks.filter(Q(external_id__icontains=query) | Q(name__icontains=query))
     if tag:
@@ -191,6 +196,9 @@ def task_edit(request, pk, task_id):
         "tags": ", ".join(task.tags or []),
     }
     form = TaskForm(request.POST or None, initial=initial)
+    locking = list(task.locking_experiments().values_list("name", flat=True)[:3])
+    if locking:  # said before the user edits it, not only by a refusal after Save
+        form.fields["input"].disabled = form.fields["expected"].disabled = True
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
@@ -209,5 +217,7 @@ def task_edit(request, pk, task_id):
         "form": form,
         "kind": "task",
         "can_edit": can(request, application.team_id),
+        "locking": locking,
+        "locked_fields": "its input and expected (results must keep their meaning; make a new task instead)",
     }
     return render(request, "webui/catalog_edit.html", context, status=400 if form.errors else 200)

@@ -121,6 +121,12 @@ def lifecycle_buttons(request, experiment, run):
                 "confirm": "Archive this experiment? It becomes read-only.",
             }
         )
+    if not experiment.is_archived():
+        buttons.append(
+            {"label": "Rename…", "url": reverse("webui:experiment-setup", args=[pk]) + "#setup-details", "style": "ghost", "link": True}
+        )
+    if not experiment.is_running():
+        buttons.append({"label": "Delete…", "url": reverse("webui:experiment-delete", args=[pk]), "style": "ghost danger", "link": True})
     return buttons
 
 
