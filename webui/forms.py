@@ -339,9 +339,11 @@ class BranchForm(forms.Form):
 class CompleteForm(forms.Form):
     winner = forms.ChoiceField(required=False)
 
-    def __init__(self, *args, variants=(), **kwargs):
+    def __init__(self, *args, variants=(), labels=None, **kwargs):
+        """`labels`: {variant id: what to show for it} (its pass rate and Δ); the name otherwise."""
         super().__init__(*args, **kwargs)
-        self.fields["winner"].choices = [("", "No winner")] + [(str(v.pk), v.name) for v in variants]
+        labels = labels or {}
+        self.fields["winner"].choices = [("", "No winner")] + [(str(v.pk), labels.get(str(v.pk), v.name)) for v in variants]
 
 
 class TokenForm(forms.Form):

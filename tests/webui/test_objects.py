@@ -5,7 +5,8 @@ import re
 import pytest
 
 from experiments_app import actions, runs
-from experiments_app.models import Application, Experiment, InferenceStep, Task
+from experiments_app.models import Application, Experiment, InferenceStep, Task, Test
+from experiments_app.results import store_summary
 from tests.factories import make_application, make_step, make_task
 from tests.webui.conftest import make_ready, make_with_results
 
@@ -162,3 +163,28 @@ def test_a_step_of_a_locked_experiment_shows_its_external_id_locked(editor):
     page = editor.get(f"/applications/{experiment.application_id}/steps/{step.pk}/").content.decode()
     assert re.search(r'<input[^>]*name="external_id"[^>]*disabled', page) and 'id="locked-reason"' in page
     assert actions  # the actions refuse the same (tests/experiments_app/test_catalog.py)
+
+
+def test_the_winner_dropdown_shows_each_variants_pass_rate_and_delta(editor):
+    experiment, *_ = make_with_results(editor.team)
+    html = editor.get(f"/experiments/{experiment.pk}/complete/").content.decode()
+    options = re.findall(r"<option[^>]*>([^<]*)</option>", html)
+    assert "temp 0.3 — 100% pass rate, +50.0 pt vs baseline" in options
+    assert "Baseline — 50% pass rate" in options and "No winner" in options
+
+
+def test_compare_page_links_changed_tasks_and_formats_numbers_by_magnitude(editor):
+    experiment, baseline_run, _, run = make_with_results(editor.team)
+    Test.objects.filter(run=run).update(metrics={"cost_usd": 0.00042, "latency_ms": 812.4})
+    Test.objects.filter(run=baseline_run).update(metrics={"cost_usd": 0.0003, "latency_ms": 100})
+    store_summary(run)
+    store_summary(baseline_run)
+    html = editor.get(f"/runs/{run.pk}/compare/{baseline_run.pk}/").content.decode()
+    improved = html[html.index('id="improved"') : html.index("</ul>", html.index('id="improved"'))]
+    test = Test.objects.get(run=run, task_external_id="t001")
+    old = Test.objects.get(run=baseline_run, task_external_id="t001")
+    assert f'href="/runs/{run.pk}/tests/{test.pk}/"' in improved and f'href="/runs/{baseline_run.pk}/tests/{old.pk}/"' in improved
+    metrics = " ".join(html[html.index('id="metric-deltas"') :].split())
+    expected = '<td>cost_usd</td><td class="num">$0.0003</td><td class="num">$0.00042</td><td class="num">+$0.00012</td>'
+    assert expected in metrics
+    assert '<td class="num">812</td>' in metrics and "0.000<" not in metrics

@@ -49,6 +49,36 @@ def seconds(value):
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
+def by_magnitude(value, signed=False):
+    """Three significant digits, never in exponent form: 812.4 → "812", 0.00042 → "0.00042", 12345 → "12,345"."""
+    size = abs(value)
+    decimals = 0 if size == 0 or size >= 100 else 2 - math.floor(math.log10(size))
+    text = f"{value:{'+' if signed else ''},.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace("-", "−")
+
+
+@register.filter
+def metric(value, name=""):
+    """A metric value formatted by its magnitude; a cost (`…_usd`) in dollars: 0.00042 → $0.00042."""
+    if value is None:
+        return "—"
+    text = by_magnitude(value)
+    return ("−$" + text[1:] if text.startswith("−") else "$" + text) if str(name).endswith("_usd") else text
+
+
+@register.filter
+def metric_delta(value, name=""):
+    """A change of a metric, signed and formatted like `metric`: +$0.00012, −41."""
+    if value is None:
+        return "—"
+    text = by_magnitude(value, signed=value != 0)
+    if not str(name).endswith("_usd"):
+        return text
+    return text[0] + "$" + text[1:] if value != 0 else "$0"
+
+
 @register.filter
 def pvalue(value):
     if value is None:
