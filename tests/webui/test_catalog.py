@@ -146,14 +146,14 @@ def test_import_lists_row_errors_and_saves_nothing(editor, application):
     response = upload(editor, application, "tasks.jsonl", "\n".join(lines))
     html = response.content.decode()
     assert response.status_code == 400
-    assert 'id="import-errors"' in html and "tasks[2]" in html and "Line 3 is not valid JSON" in html
+    assert 'id="import-errors"' in html and "Line 3: Not valid JSON" in html and "tasks[" not in html
     assert Task.objects.filter(application=application).count() == 1
 
 
 def test_import_shape_errors_are_listed_by_row(editor, application):
     lines = [json.dumps({"external_id": "ok", "input": {"q": 1}}), json.dumps({"external_id": "", "input": []})]
     html = upload(editor, application, "tasks.jsonl", "\n".join(lines)).content.decode()
-    assert "tasks[1].external_id" in html and "tasks[1].input" in html
+    assert "Line 2 · external_id" in html and "Line 2 · input" in html
     assert not Task.objects.filter(application=application).exists()
 
 
