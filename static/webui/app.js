@@ -101,6 +101,34 @@
     event.returnValue = "";
   });
 
+  // The branch form opened in place by "+ branch": focus moves into it, Escape or Close
+  // closes it, and focus goes back to the link that opened it.
+  var branchOpener = null;
+  function closeBranch() {
+    var holder = document.getElementById("branch-form");
+    if (!holder || !holder.firstElementChild) return;
+    holder.innerHTML = "";
+    var opener = branchOpener;
+    if (opener && !document.documentElement.contains(opener)) {
+      // the tree was refreshed meanwhile: the same parent's new link
+      opener = document.querySelector('a[hx-target="#branch-form"][href="' + opener.getAttribute("href") + '"]');
+    }
+    if (opener) opener.focus();
+  }
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (!elt || elt.tagName !== "A" || elt.getAttribute("hx-target") !== "#branch-form") return;
+    branchOpener = elt;
+    var first = document.querySelector("#branch select, #branch input:not([type=hidden]), #branch textarea");
+    if (first) first.focus();
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.activeElement && document.activeElement.closest("#branch-form")) closeBranch();
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-close-branch]")) closeBranch();
+  });
+
   function say(text) {
     var flash = document.getElementById("flash");
     if (!flash) return;

@@ -228,3 +228,31 @@ def test_truncated_values_end_in_an_ellipsis_and_show_whole_on_hover_and_focus(b
     assert " ".join(change.inner_text().split()) == f"main.system = {prompt.strip()}"
     assert page.js_errors == []
     page.context.close()
+
+
+def test_branch_form_takes_focus_closes_on_escape_and_gives_focus_back(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, *_ = make_with_results(team)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    settled(page)
+    link = page.locator("li[data-variant] a:has-text('+ branch')").nth(1)
+    href = link.get_attribute("href")
+    link.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#branch")
+    settled(page)
+    page.wait_for_function("document.activeElement && document.activeElement.closest('#branch') !== null")
+    assert page.evaluate("document.activeElement.name") == "inference_step"
+    page.keyboard.press("Tab")  # still inside the form
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#branch", state="detached")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == href
+
+    page.keyboard.press("Enter")  # the link again, from the keyboard, then Close
+    page.wait_for_selector("#branch")
+    settled(page)
+    page.click("#branch button:has-text('Close')")
+    page.wait_for_selector("#branch", state="detached")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == href
