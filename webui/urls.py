@@ -1,12 +1,13 @@
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from webui.views import applications, catalog, deletes, experiments, lifecycle, runs, setup, teams, tokens
+from webui.views import applications, catalog, deletes, experiments, guides, lifecycle, runs, setup, teams, tokens
 
 app_name = "webui"
 urlpatterns = [
     path("", RedirectView.as_view(url="/experiments/", permanent=False), name="home"),
     path("teams/switch/", teams.switch_team, name="team-switch"),
+    path("help/statistics/", guides.statistics, name="help-statistics"),
     path("teams/tokens/", tokens.token_list, name="team-tokens"),
     path("teams/tokens/<uuid:pk>/revoke/", tokens.token_revoke, name="team-token-revoke"),
     # experiments

@@ -256,3 +256,21 @@ def test_branch_form_takes_focus_closes_on_escape_and_gives_focus_back(page, liv
     page.click("#branch button:has-text('Close')")
     page.wait_for_selector("#branch", state="detached")
     assert page.evaluate("document.activeElement.getAttribute('href')") == href
+
+
+def test_hints_on_p_the_interval_and_the_mark_show_on_keyboard_focus(page, live_server):
+    team = make_team()
+    user = user_in(team)
+    experiment, *_ = make_with_results(team, n_tasks=12)
+    sign_in(page, live_server.url, user.username)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    shown = "getComputedStyle(document.activeElement, '::after').content"
+    for selector, start in (
+        ("#results-table thead a.hint[href$='#p-value']", "How often chance alone"),
+        ("#results-table tbody .tip[data-tip^='95% interval']", "95% interval"),
+        ("#results-table tbody .tip[data-tip^='* significant']", "* significant at 5%"),
+    ):
+        page.focus(f"{selector} >> nth=0")
+        assert page.evaluate(shown).strip('"').startswith(start), selector
+    page.click("#how-to-read a")
+    page.wait_for_selector("#sample-size")

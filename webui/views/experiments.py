@@ -36,6 +36,14 @@ SORT_COLUMNS = [
     ("completed_at", "Completed", True),
 ]
 
+# Hints on the results table's columns: {sort key: (anchor of the statistics page, a sentence)}.
+COLUMN_HELP = {
+    "pass_rate": ("pass-rate", "Passed tests out of all tests; errored ones count as not passed. Below it: the 95% interval."),
+    "pass_rate_vs_baseline": ("delta", "The change relative to the baseline's pass rate."),
+    "delta_pp": ("delta", "The change in percentage points: variant minus baseline."),
+    "p_value": ("p-value", "How often chance alone would give a difference this large, task by task. Below 0.05: marked *."),
+}
+
 
 def load_experiment(request, pk):
     return get_object_or_404(Experiment.objects.select_related("application", "winner"), pk=pk, team_id__in=team_ids(request))
@@ -167,6 +175,7 @@ def results_context(request, experiment):
         "rows": rows,
         "sort_key": sort_key,
         "sort_columns": SORT_COLUMNS,
+        "column_help": COLUMN_HELP,
         "descending": descending,
         "pass_rate_figure": charts.pass_rate_figure(results),
         "delta_figure": charts.delta_figure(results),
