@@ -212,7 +212,7 @@ def test_full_flow_against_the_demo_application(page, live_server, celery_worker
 
     # pick a winner, then archive
     page.click("a:has-text('Complete…')")
-    page.select_option("#id_winner", label="cooler")
+    page.select_option("#id_winner", value=page.locator("#id_winner option", has_text="cooler —").get_attribute("value"))
     page.click("#complete button:has-text('Complete')")
     wait_for_status(page, "completed")
     assert "winner: cooler" in page.locator("#experiment-header").inner_text()

@@ -184,7 +184,7 @@ def test_compare_page_links_changed_tasks_and_formats_numbers_by_magnitude(edito
     test = Test.objects.get(run=run, task_external_id="t001")
     old = Test.objects.get(run=baseline_run, task_external_id="t001")
     assert f'href="/runs/{run.pk}/tests/{test.pk}/"' in improved and f'href="/runs/{baseline_run.pk}/tests/{old.pk}/"' in improved
-    metrics = " ".join(html[html.index('id="metric-deltas"') :].split())
+    metrics = re.sub(r">\s+<", "><", " ".join(html[html.index('id="metric-deltas"') :].split()))
     expected = '<td>cost_usd</td><td class="num">$0.0003</td><td class="num">$0.00042</td><td class="num">+$0.00012</td>'
     assert expected in metrics
     assert '<td class="num">812</td>' in metrics and "0.000<" not in metrics

@@ -126,6 +126,12 @@ def humanize_status(value):
     return str(value or "").replace("_", " ")
 
 
+@register.simple_tag
+def next_sort(key, sort_key, descending):
+    """The sort a column's header link asks for: descending first, ascending when already descending."""
+    return key if sort_key == key and descending else f"-{key}"
+
+
 @register.simple_tag(takes_context=True)
 def query(context, **changes):
     """The current query string with some parameters changed (None or "" removes one)."""
