@@ -1,14 +1,21 @@
 """Browser tests for a new user's first hour (issue 11): what the pages show after htmx
 swaps content, from the keyboard and at phone width. Playwright drives Debian's chromium."""
 
+import io
+import os
 import re
+from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
 
 from experiments_app import actions, runs
-from experiments_app.models import Run
+from experiments_app.models import Experiment, Run, Test
+from experiments_app.runs import complete_run
 from tests.factories import make_team
-from tests.webui.conftest import finish_run, make_ready, make_with_results, open_page
+from tests.webui.conftest import PASSWORD, finish_run, make_ready, make_with_results, open_page
 from tests.webui.test_browser import settled, sign_in, user_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -274,3 +281,48 @@ def test_hints_on_p_the_interval_and_the_mark_show_on_keyboard_focus(page, live_
         assert page.evaluate(shown).strip('"').startswith(start), selector
     page.click("#how-to-read a")
     page.wait_for_selector("#sample-size")
+
+
+def test_screenshots_of_failure_explanations_and_charts_after_a_refresh(browser, live_server, tmp_path):
+    """From the demo (real runs through the engine), plus one variant run that failed on errors:
+    the experiment page explaining the failure, its charts redrawn after a run-finished refresh, and
+    the statistics page. Written to $WEBUI_SCREENSHOTS_DIR (docs/ to refresh the README's pictures)."""
+    out = Path(os.environ.get("WEBUI_SCREENSHOTS_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    call_command("load_demo", stdout=io.StringIO())
+    demo = get_user_model().objects.get(username="demo")
+    demo.set_password(PASSWORD)
+    demo.save()
+    experiment = Experiment.objects.get(team__slug="demo")
+    variant = actions.create_variant(
+        experiment, parent=experiment.baseline, inference_step="answer", parameter="max_tokens", value=16, name="Tiny answers"
+    )
+    run = runs.start_variant_run(variant)
+    tests = list(Test.objects.filter(run=run).order_by("task_external_id"))
+    Test.objects.filter(pk__in=[test.pk for test in tests[: len(tests) * 2 // 5]]).update(
+        status="errored", attempts=4, error="HTTP 500 from the application after 4 attempts.", completed_at=timezone.now()
+    )
+    Test.objects.filter(pk__in=[test.pk for test in tests[len(tests) * 2 // 5 :]]).update(
+        status="failed", output="(cut off)", has_output=True, attempts=1, completed_at=timezone.now()
+    )
+    assert complete_run(run.pk)
+
+    page = open_page(browser, width=1360, height=900)
+    sign_in(page, live_server.url, "demo")
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    page.wait_for_selector("#chart-delta .main-svg")
+    assert "above the experiment's max error rate of 20%" in page.locator("#run-finished-note").inner_text()
+    page.screenshot(path=str(out / "experiment-failed.png"), full_page=True)
+    settled(page)
+    page.evaluate("htmx.trigger(document.body, 'run-finished')")
+    page.wait_for_timeout(300)
+    settled(page)
+    page.wait_for_selector("#chart-delta .gtitle")
+    assert page.evaluate(CHART_PARTS_OUTSIDE, "chart-delta") == []
+    page.locator("section[aria-label=Charts]").screenshot(path=str(out / "charts-after-refresh.png"))
+    page.goto(f"{live_server.url}/help/statistics/")
+    page.screenshot(path=str(out / "statistics.png"), full_page=True)
+    assert page.js_errors == []
+    page.context.close()
+    for name in ("experiment-failed.png", "charts-after-refresh.png", "statistics.png"):
+        assert (out / name).stat().st_size > 10_000, name
