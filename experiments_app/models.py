@@ -17,6 +17,11 @@ from experiments_app.secrets_at_rest import EncryptedTextField
 from experiments_app.states import BRANCHABLE, RUNNING, SCOPE_EDITABLE, State
 
 
+def percent(fraction):
+    """0.4 → "40%", 0.125 → "12.5%": as people write a share."""
+    return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
+
+
 def new_webhook_secret():
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -154,6 +159,10 @@ class Application(models.Model):
     def is_pull(self):
         return self.delivery == Delivery.PULL
 
+    def running_experiments(self):
+        """Its experiments with a run in progress: while there is one, it cannot be deleted."""
+        return self.experiments.filter(status__in=RUNNING)
+
     def rotate_secret(self):
         """A new secret; the old one stays valid for WEBHOOK_SECRET_ROTATION_SECONDS (both sign meanwhile).
         The application must be configured again, so it is no longer "connected"."""
@@ -192,6 +201,11 @@ class InferenceStep(models.Model):
     def __str__(self):
         return self.external_id
 
+    def locking_experiments(self):
+        """The locked, non-archived experiments whose scope holds this step: while there is one,
+        its external_id (the name in `overrides`) cannot change."""
+        return self.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED)
+
 
 class TaskQuerySet(models.QuerySet):
     def with_tag(self, tag):
@@ -201,6 +215,14 @@ class TaskQuerySet(models.QuerySet):
             return self.filter(tags__contains=[tag])
         ids = [pk for pk, tags in self.values_list("pk", "tags") if isinstance(tags, list) and tag in tags]
         return self.filter(pk__in=ids)
+
+    def with_locked(self):
+        """Annotate `locked`: whether a locked, non-archived experiment selected the task, so its
+        input and expected keep their meaning (SPEC §2: changing them is refused)."""
+        locking = Experiment.tasks.through.objects.filter(task_id=models.OuterRef("pk"), experiment__locked_at__isnull=False).exclude(
+            experiment__status=State.ARCHIVED
+        )
+        return self.annotate(locked=models.Exists(locking))
 
     def tag_names(self):
         """Every tag these tasks carry, sorted, each once."""
@@ -230,6 +252,11 @@ class Task(models.Model):
 
     def __str__(self):
         return self.external_id
+
+    def locking_experiments(self):
+        """The locked, non-archived experiments that selected this task: while there is one, its
+        input and expected cannot change and it cannot be deleted."""
+        return self.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED)
 
 
 class Experiment(models.Model):
@@ -361,6 +388,8 @@ class Run(models.Model):
     passed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     errored = models.PositiveIntegerField(default=0)
+    # The experiment's max_error_rate the run was judged against when it closed (it may change later).
+    max_error_rate = models.FloatField(null=True, blank=True)
     # Per-metric and per-evaluator aggregates, stored once when the run closes.
     aggregates = models.JSONField(default=dict, blank=True)
     # {task id: passed (by majority over repetitions)}, stored at close for comparing runs;
@@ -391,6 +420,23 @@ class Run(models.Model):
     def is_active(self):
         return self.status in ACTIVE_RUN_STATUSES
 
+    def failure_reason(self):
+        """Why the run did not succeed, as a sentence; None when it succeeded or is still active."""
+        if self.status == RunStatus.CANCELLED:
+            return "The run was cancelled: its unfinished tests were errored."
+        if self.status != RunStatus.FAILED:
+            return None
+        share = self.errored / self.total if self.total else 0
+        reason = f"{self.errored} of {self.total} test{'' if self.total == 1 else 's'} errored ({percent(share)})"
+        if self.max_error_rate is not None:
+            reason += f", above the experiment's max error rate of {percent(self.max_error_rate)}"
+        return reason + "."
+
+    def count_awaiting_results(self):
+        """{awaiting, next_due}: tests accepted with a 202 still waiting for their callback,
+        and the earliest time one of them times out (None when none waits)."""
+        return self.tests.filter(AWAITING_RESULT).aggregate(awaiting=models.Count("pk"), next_due=models.Min("result_due_at"))
+
     def count_tests(self):
         """{total, passed, failed, errored} counted in one query."""
         return self.tests.aggregate(
@@ -411,6 +457,8 @@ class TestStatus(models.TextChoices):
 
 TERMINAL_TEST_STATUSES = (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED)
 OPEN_TEST_STATUSES = (TestStatus.PENDING, TestStatus.DISPATCHED)
+# Accepted with a 202 and waiting for its callback (Test.is_awaiting_result, as a filter).
+AWAITING_RESULT = Q(status=TestStatus.DISPATCHED, result_due_at__isnull=False)
 
 
 class Test(models.Model):

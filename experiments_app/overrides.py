@@ -3,6 +3,7 @@
 import copy
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 from experiments_app import jsonlimits
 from experiments_app.errors import ValidationFailed
@@ -24,7 +25,14 @@ class Parameter:
             return f"a string of {self.minimum:,.0f} to {self.maximum:,.0f} characters"
         low = "greater than" if self.exclusive_minimum else "at least"
         noun = "an integer" if self.kind == "integer" else "a number"
-        return f"{noun} {low} {self.minimum:g} and at most {self.maximum:g}"
+        return f"{noun} {low} {written(self.minimum)} and at most {written(self.maximum)}"
+
+
+def written(number):
+    """A number as people write it: 1000000 → "1,000,000" (not 1e+06), 0.00001 → "0.00001" (not 1e-05)."""
+    if float(number).is_integer():
+        return f"{int(number):,}"
+    return format(Decimal(repr(float(number))), ",f")
 
 
 PARAMETERS = {

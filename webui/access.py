@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 
 from experiments_app.errors import NotFound
 from experiments_app.models import Membership, Role, role_at_least
+from experiments_app.states import RUNNING, InvalidTransition
 
 SESSION_TEAM_KEY = "webui_team_id"
 
@@ -65,10 +66,15 @@ def refuse(request, error, fallback_url):
     if isinstance(error, NotFound):
         raise Http404(str(error))
     text = getattr(error, "detail", None) or str(error)
+    if isinstance(error, InvalidTransition) and error.current in RUNNING and error.target in RUNNING:
+        text = f"One run at a time: the experiment is {error.current.label.lower()} now. Wait for that run to end, or cancel it."
     if request.htmx:
         response = render(request, "webui/flash.html", {"flash": [{"level": "error", "text": text}]}, status=409)
-        response["HX-Retarget"] = "#flash"
-        response["HX-Reswap"] = "innerHTML"
+        # A form that targets #flash already resolved it when it was sent; retargeting again
+        # fails when the form was swapped out meanwhile (a double click, a refresh).
+        if request.htmx.target != "flash":
+            response["HX-Retarget"] = "#flash"
+            response["HX-Reswap"] = "innerHTML"
         return response
     messages.error(request, text)
     return redirect(fallback_url)

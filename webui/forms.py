@@ -85,11 +85,20 @@ def parse_tags(text):
     return [tag.strip() for tag in (text or "").replace("|", ",").split(",") if tag.strip()]
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field whose empty value reads as empty, not as `null`."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
 class TaskForm(forms.Form):
     external_id = forms.CharField(max_length=200, label="External id")
     name = forms.CharField(max_length=500, required=False)
-    input = forms.JSONField(required=False, help_text="A JSON object.", widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}))
-    expected = forms.JSONField(
+    input = forms.JSONField(
+        required=False, initial=dict, help_text="A JSON object.", widget=forms.Textarea(attrs={"rows": 4, "class": "mono"})
+    )
+    expected = OptionalJSONField(
         required=False, help_text="Any JSON; empty for none.", widget=forms.Textarea(attrs={"rows": 2, "class": "mono"})
     )
     tags = forms.CharField(required=False, help_text="Comma-separated.")
@@ -99,43 +108,95 @@ class TaskForm(forms.Form):
 
 
 class TaskImportForm(forms.Form):
-    file = forms.FileField(help_text="JSONL (one task object per line) or CSV with columns external_id, name, input, expected, tags.")
+    file = forms.FileField(
+        required=False, help_text="JSONL (one task object per line) or CSV with columns external_id, name, input, expected, tags."
+    )
+    text = forms.CharField(
+        required=False,
+        strip=False,
+        label="Or paste JSONL or CSV",
+        widget=forms.Textarea(attrs={"rows": 5, "class": "mono", "placeholder": '{"external_id": "q1", "input": {"question": "…"}}'}),
+    )
+    on_existing = forms.ChoiceField(
+        label="Tasks that already exist",
+        choices=[
+            ("refuse", "List them as errors (nothing is imported)"),
+            ("skip", "Skip them"),
+            ("update", "Update them, except tasks a locked experiment uses"),
+        ],
+        initial="refuse",
+        required=False,
+        widget=forms.RadioSelect,
+    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > MAX_UPLOAD_BYTES:
+        if upload and upload.size > MAX_UPLOAD_BYTES:
             raise forms.ValidationError("The file is larger than 20 MB.")
         return upload
 
+    # The buttons offered after an import refused existing tasks: import the same rows again this way.
+    again = forms.ChoiceField(required=False, choices=[("skip", "Skip"), ("update", "Update")])
+
+    def clean(self):
+        data = super().clean()
+        data["on_existing"] = data.get("again") or data.get("on_existing") or "refuse"
+        if not data.get("file") and not (data.get("text") or "").strip() and not self.errors:
+            raise forms.ValidationError("Choose a file or paste tasks.")
+        return data
+
+    def rows(self):
+        """The tasks to import (TaskRows) from the file, else the pasted text; raises ValidationFailed."""
+        upload = self.cleaned_data.get("file")
+        if upload:
+            return parse_task_file(upload.name, upload.read())
+        return parse_tasks(self.cleaned_data["text"])
+
+
+class TaskRows(list):
+    """Task dicts read from JSONL or CSV; `lines[i]` is the 1-based line row i starts on."""
+
+    def __init__(self, rows, lines, text):
+        super().__init__(rows)
+        self.lines = lines
+        self.text = text
+
 
 def parse_task_file(name, content):
-    """Rows of task dicts from a JSONL or CSV upload. Raises ValidationFailed keyed
-    `tasks[i]` / `tasks[i].field` for rows that cannot be read, before any is saved."""
+    """TaskRows from a JSONL or CSV upload. Raises ValidationFailed keyed `line N` /
+    `line N.field` (1-based) for rows that cannot be read, before any is saved."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValidationFailed({"file": "The file is not UTF-8 text."}) from None
-    if name.lower().endswith(".csv"):
-        return parse_csv(text)
-    return parse_jsonl(text)
+    return parse_tasks(text, "csv" if name.lower().endswith(".csv") else "jsonl" if name.lower().endswith((".jsonl", ".json")) else None)
+
+
+def parse_tasks(text, kind=None):
+    """TaskRows from pasted or uploaded text: JSONL, or CSV with a header row (`kind` None: a
+    first line starting with `{` is JSONL)."""
+    if kind is None:
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        kind = "jsonl" if first.startswith("{") else "csv"
+    return parse_csv(text) if kind == "csv" else parse_jsonl(text)
 
 
 def parse_jsonl(text):
-    rows, errors = [], {}
+    rows, lines, errors = [], [], {}
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        index = len(rows)
         try:
             rows.append(jsonlimits.loads(line))
         except jsonlimits.InvalidJSON as error:
-            errors[f"tasks[{index}]"] = f"Line {line_number} is not valid JSON: {error}."
+            errors[f"line {line_number}"] = f"Not valid JSON: {error}."
             rows.append(None)
+        lines.append(line_number)
     if errors:
         raise ValidationFailed(errors)
     if not rows:
         raise ValidationFailed({"file": "The file holds no tasks."})
-    return rows
+    return TaskRows(rows, lines, text)
 
 
 def csv_json(value, *, strict):
@@ -154,26 +215,45 @@ def parse_csv(text):
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "external_id" not in reader.fieldnames:
         raise ValidationFailed({"file": "The CSV needs a header row with at least external_id and input."})
-    rows, errors = [], {}
-    for index, record in enumerate(reader):
+    rows, lines, errors = [], [], {}
+    for record in reader:
+        # line_num is the record's last line; a quoted cell may span lines, and blank lines are skipped
+        line = reader.line_num - sum(value.count("\n") for value in record.values() if isinstance(value, str))
         row = {"external_id": record.get("external_id") or ""}
         if record.get("name"):
             row["name"] = record["name"]
         try:
             row["input"] = csv_json(record.get("input"), strict=True)
         except jsonlimits.InvalidJSON as error:
-            errors[f"tasks[{index}].input"] = f"Not valid JSON: {error}."
+            errors[f"line {line}.input"] = f"Not valid JSON: {error}."
         if record.get("expected") not in (None, ""):
             row["expected"] = csv_json(record["expected"], strict=False)
         if record.get("tags"):
             tags = csv_json(record["tags"], strict=False)
             row["tags"] = tags if isinstance(tags, list) else parse_tags(record["tags"])
         rows.append(row)
+        lines.append(line)
     if errors:
         raise ValidationFailed(errors)
     if not rows:
         raise ValidationFailed({"file": "The file holds no tasks."})
-    return rows
+    return TaskRows(rows, lines, text)
+
+
+# The steps of setting up an experiment, numbered alike on /experiments/new/ and the setup page.
+SETUP_STEPS = (
+    ("details", "Name and hypothesis"),
+    ("steps", "Inference steps"),
+    ("tasks", "Tasks"),
+    ("baseline", "Baseline config"),
+    ("settings", "Evaluation settings"),
+    ("run", "Run the baseline"),
+)
+
+
+def numbered_setup_steps():
+    """{key: "2 · Inference steps"} for every step of SETUP_STEPS."""
+    return {key: f"{number} · {title}" for number, (key, title) in enumerate(SETUP_STEPS, start=1)}
 
 
 class ExperimentForm(forms.Form):
@@ -198,20 +278,6 @@ class StepsForm(forms.Form):
         self.fields["steps"].choices = [(step.external_id, step.external_id) for step in steps]
 
 
-class TasksForm(forms.Form):
-    """Select every task, or every task with a tag; picking by hand is the task picker's job."""
-
-    MODES = [("all", "All tasks"), ("tag", "By tag")]
-    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="all")
-    tag = forms.CharField(required=False, max_length=200)
-
-    def clean(self):
-        data = super().clean()
-        if data.get("mode") == "tag" and not data.get("tag"):
-            self.add_error("tag", "Pick a tag.")
-        return data
-
-
 class TaskFilterForm(forms.Form):
     """The task picker's search: text in the external id or name, a tag, selected or not."""
 
@@ -231,7 +297,7 @@ class TaskFilterForm(forms.Form):
 class TaskPickForm(TaskFilterForm):
     """One change to the selection: add or remove a task, or add/remove every task the filters match."""
 
-    BULK = [("add-matching", "Add all matching"), ("remove-matching", "Remove all matching")]
+    BULK = [("add-matching", "Add all matching"), ("remove-matching", "Remove all matching"), ("only-matching", "Select only these")]
     add = forms.UUIDField(required=False)
     remove = forms.UUIDField(required=False)
     bulk = forms.ChoiceField(choices=BULK, required=False)
@@ -354,9 +420,11 @@ class BranchForm(forms.Form):
 class CompleteForm(forms.Form):
     winner = forms.ChoiceField(required=False)
 
-    def __init__(self, *args, variants=(), **kwargs):
+    def __init__(self, *args, variants=(), labels=None, **kwargs):
+        """`labels`: {variant id: what to show for it} (its pass rate and Δ); the name otherwise."""
         super().__init__(*args, **kwargs)
-        self.fields["winner"].choices = [("", "No winner")] + [(str(v.pk), v.name) for v in variants]
+        labels = labels or {}
+        self.fields["winner"].choices = [("", "No winner")] + [(str(v.pk), labels.get(str(v.pk), v.name)) for v in variants]
 
 
 class TokenForm(forms.Form):

@@ -1,12 +1,28 @@
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from webui.views import applications, catalog, docs, dry_runs, events, experiments, lifecycle, report, runs, setup, teams, tokens
+from webui.views import (
+    applications,
+    catalog,
+    deletes,
+    docs,
+    dry_runs,
+    events,
+    experiments,
+    guides,
+    lifecycle,
+    report,
+    runs,
+    setup,
+    teams,
+    tokens,
+)
 
 app_name = "webui"
 urlpatterns = [
     path("", RedirectView.as_view(url="/experiments/", permanent=False), name="home"),
     path("teams/switch/", teams.switch_team, name="team-switch"),
+    path("help/statistics/", guides.statistics, name="help-statistics"),
     path("teams/tokens/", tokens.token_list, name="team-tokens"),
     path("teams/tokens/<uuid:pk>/revoke/", tokens.token_revoke, name="team-token-revoke"),
     path("teams/events/", events.endpoint_list, name="event-endpoint-list"),
@@ -27,10 +43,11 @@ urlpatterns = [
     path("experiments/<uuid:pk>/dry-runs/", dry_runs.experiment_dry_runs, name="experiment-dry-runs"),
     re_path(r"^experiments/(?P<pk>[0-9a-f-]{36})/results\.(?P<fmt>csv|json)$", runs.experiment_export, name="experiment-export"),
     path("experiments/<uuid:pk>/report/", report.experiment_report, name="experiment-report"),
+    path("experiments/<uuid:pk>/delete/", deletes.experiment_delete, name="experiment-delete"),
     path("experiments/<uuid:pk>/setup/", setup.experiment_setup, name="experiment-setup"),
     path("experiments/<uuid:pk>/setup/details/", setup.setup_details, name="experiment-setup-details"),
     path("experiments/<uuid:pk>/setup/steps/", setup.setup_steps, name="experiment-setup-steps"),
-    path("experiments/<uuid:pk>/setup/tasks/", setup.setup_tasks, name="experiment-setup-tasks"),
+    path("experiments/<uuid:pk>/setup/save/", setup.setup_save, name="experiment-setup-save"),
     path("experiments/<uuid:pk>/setup/tasks/picker/", setup.setup_task_picker, name="experiment-setup-task-picker"),
     path("experiments/<uuid:pk>/setup/tasks/pick/", setup.setup_task_pick, name="experiment-setup-task-pick"),
     path("experiments/<uuid:pk>/setup/baseline/", setup.setup_baseline, name="experiment-setup-baseline"),
@@ -56,13 +73,15 @@ urlpatterns = [
     path("applications/<uuid:pk>/rotate-secret/", applications.rotate_secret, name="application-rotate-secret"),
     path("applications/<uuid:pk>/ping/", applications.ping, name="application-ping"),
     path("applications/<uuid:pk>/enable/", applications.enable, name="application-enable"),
-    path("applications/<uuid:pk>/delete/", applications.application_delete, name="application-delete"),
+    path("applications/<uuid:pk>/delete/", deletes.application_delete, name="application-delete"),
     path("applications/<uuid:pk>/steps/", catalog.steps_tab, name="application-steps"),
     path("applications/<uuid:pk>/steps/<uuid:step_id>/", catalog.step_edit, name="step-edit"),
+    path("applications/<uuid:pk>/steps/<uuid:step_id>/delete/", deletes.step_delete, name="step-delete"),
     path("applications/<uuid:pk>/tasks/", catalog.tasks_tab, name="application-tasks"),
     path("applications/<uuid:pk>/tasks/import/", catalog.tasks_import, name="application-tasks-import"),
     path("applications/<uuid:pk>/tasks/<uuid:task_id>/", catalog.task_edit, name="task-edit"),
     # the integration guide (docs/integrating.md) and the example files it links
     path("docs/integrating/", docs.integrating, name="docs-integrating"),
     path("docs/integrating/examples/<str:name>", docs.integrating_example, name="docs-integrating-example"),
+    path("applications/<uuid:pk>/tasks/<uuid:task_id>/delete/", deletes.task_delete, name="task-delete"),
 ]

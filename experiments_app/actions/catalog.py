@@ -1,6 +1,7 @@
 """Applications, inference steps and tasks: validation, creation, bulk import, guarded edits."""
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -9,7 +10,6 @@ from experiments_app import jsonlimits, overrides, webhooks
 from experiments_app.actions.experiments import delete_experiment
 from experiments_app.errors import Conflict, Locked, ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Delivery, InferenceStep, Run, Task
-from experiments_app.states import State
 
 MAX_BULK_TASKS = 10_000
 APPLICATION_LIMITS = {
@@ -130,7 +130,7 @@ def ping_application(application):
 
 def delete_application(application):
     """Delete an application and everything under it; refused while one of its runs is active."""
-    if application.experiments.filter(status__in=[State.RUNNING_BASELINE, State.RUNNING_VARIANT]).exists():
+    if application.running_experiments().exists():
         raise Conflict("The application has a running experiment; cancel the run first.")
     with transaction.atomic():
         for experiment in application.experiments.all():
@@ -191,7 +191,7 @@ def update_step(step, data):
     """Edit a step. Renaming a step that a locked experiment uses is refused (Locked)."""
     clean = validate_step(data, partial=True)
     renamed = "external_id" in clean and clean["external_id"] != step.external_id
-    if renamed and step.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED).exists():
+    if renamed and step.locking_experiments().exists():
         raise Locked("The step is used by a locked experiment; its external_id cannot change.")
     for field, value in clean.items():
         setattr(step, field, value)
@@ -244,12 +244,37 @@ def create_task(application, data):
         return Task.objects.create(application=application, **clean)
 
 
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: tasks created, existing ones updated, existing ones skipped, and
+    existing ones left unchanged because a locked experiment uses them."""
+
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    locked: int = 0
+
+
+# What an import does with a row whose external_id already exists in the application.
+ON_EXISTING = ("refuse", "skip", "update")
+
+
 def import_tasks(application, rows, *, prefix="tasks"):
     """Create every task in `rows` or none. Returns how many were created.
 
     Raises ValidationFailed naming each bad row and field (`tasks[3].input`), also
     for external ids repeated in the batch or already in the application.
     """
+    return import_task_rows(application, rows, prefix=prefix).created
+
+
+def import_task_rows(application, rows, *, on_existing="refuse", prefix="tasks"):
+    """Import `rows`, all or nothing. A row whose external_id already exists is refused (an
+    error naming it), skipped, or updated ("update") unless a locked, non-archived experiment
+    uses that task (its results must keep their meaning: it is left unchanged and counted).
+    Returns an ImportResult; raises ValidationFailed naming each bad row and field."""
+    if on_existing not in ON_EXISTING:
+        raise ValidationFailed({"on_existing": f"Must be one of {', '.join(ON_EXISTING)}."})
     if not isinstance(rows, list):
         raise ValidationFailed({prefix: "Must be a list of tasks."})
     if len(rows) > MAX_BULK_TASKS:
@@ -266,18 +291,31 @@ def import_tasks(application, rows, *, prefix="tasks"):
             errors[f"{prefix}[{index}].external_id"] = [f"Repeats {prefix}[{seen[external_id]}]."]
         seen.setdefault(external_id, index)
         cleaned.append((index, clean))
-    existing = set(Task.objects.filter(application=application, external_id__in=list(seen)).values_list("external_id", flat=True))
-    for index, clean in cleaned:
-        if clean["external_id"] in existing:
-            errors[f"{prefix}[{index}].external_id"] = [f"A task {clean['external_id']!r} already exists in this application."]
+    existing = {task.external_id: task for task in Task.objects.filter(application=application, external_id__in=list(seen)).with_locked()}
+    if on_existing == "refuse":
+        for index, clean in cleaned:
+            if clean["external_id"] in existing:
+                errors[f"{prefix}[{index}].external_id"] = [f"A task {clean['external_id']!r} already exists in this application."]
     if errors:
         raise ValidationFailed(errors)
+    new = [clean for _, clean in cleaned if clean["external_id"] not in existing]
+    updates = [clean for _, clean in cleaned if clean["external_id"] in existing] if on_existing == "update" else []
+    unlocked = [clean for clean in updates if not existing[clean["external_id"]].locked]
     try:
         with transaction.atomic():
-            Task.objects.bulk_create([Task(application=application, **clean) for _, clean in cleaned], batch_size=1000)
+            Task.objects.bulk_create([Task(application=application, **clean) for clean in new], batch_size=1000)
+            now = timezone.now()
+            for clean in unlocked:
+                fields = {key: value for key, value in clean.items() if key != "external_id"}
+                Task.objects.filter(pk=existing[clean["external_id"]].pk).update(updated_at=now, **fields)
     except IntegrityError:
         raise ValidationFailed({prefix: "Another import created some of these external ids meanwhile; nothing was saved."}) from None
-    return len(cleaned)
+    return ImportResult(
+        created=len(new),
+        updated=len(unlocked),
+        skipped=len(cleaned) - len(new) - len(updates),
+        locked=len(updates) - len(unlocked),
+    )
 
 
 def update_task(task, data):
@@ -286,7 +324,7 @@ def update_task(task, data):
     clean = validate_task(data, partial=True)
     meaning = {"input", "expected"} & set(clean)
     if meaning and any(getattr(task, key) != clean[key] for key in meaning):
-        in_use = task.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED)
+        in_use = task.locking_experiments()
         if in_use.exists():
             names = ", ".join(in_use.values_list("name", flat=True)[:3])
             raise Locked(f"The task is used by locked experiments ({names}); create a new task instead.")
@@ -299,6 +337,6 @@ def update_task(task, data):
 
 def delete_task(task):
     """Delete a task unless a locked, non-archived experiment selected it (Locked)."""
-    if task.experiments.filter(locked_at__isnull=False).exclude(status=State.ARCHIVED).exists():
+    if task.locking_experiments().exists():
         raise Locked("The task is used by a locked experiment; archive the experiment first.")
     task.delete()

@@ -252,7 +252,10 @@ def variant_effective_config(variant, baseline_config=None):
 
 
 def default_variant_name(step, parameter, value):
-    shown = value if not isinstance(value, str) or len(value) <= 30 else value[:27] + "…"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        shown = overrides.written(value)
+    else:
+        shown = value if not isinstance(value, str) or len(value) <= 30 else value[:27] + "…"
     return f"{step} {parameter} {shown}"
 
 

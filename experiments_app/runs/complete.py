@@ -55,10 +55,11 @@ def complete_run(run_id):
         if run is None or run.status not in ACTIVE_RUN_STATUSES or has_open_tests(run_id):
             return False
         counts = run.count_tests()
-        status = run_outcome(counts, run.experiment.max_error_rate)
+        limit = run.experiment.max_error_rate
+        status = run_outcome(counts, limit)
         now = timezone.now()
         closed = Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
-            status=status, completed_at=now, started_at=run.started_at or now, **counts
+            status=status, completed_at=now, started_at=run.started_at or now, max_error_rate=limit, **counts
         )
         if not closed:
             return False

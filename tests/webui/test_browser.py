@@ -168,16 +168,13 @@ def test_full_flow_against_the_demo_application(page, live_server, celery_worker
     # 2. steps, 3. tasks, 4. baseline config (prefilled)
     page.check("#setup-steps input[value=router]")
     page.check("#setup-steps input[value=answer]")
-    page.click("button:has-text('Save steps')")
+    page.click("#setup-save button:has-text('Save')")
     page.wait_for_selector("#h-steps:has-text('2 selected')")
-    page.check("#setup-tasks input[value=all]")
-    page.click("button:has-text('Save task selection')")
+    page.click("#task-picker button[value=add-matching]")
     page.wait_for_selector("#h-tasks:has-text('12 of 12 selected')")
     assert page.input_value("#setup-baseline input[name=answer__temperature]") == "0.9"
-    page.click("button:has-text('Save baseline config')")
-    page.wait_for_selector("#setup-baseline")
-    # 5. run the baseline and watch the progress finish
-    page.click("#setup button.primary:has-text('Run baseline') >> nth=0")
+    # 5. run the baseline (saving first) and watch the progress finish
+    page.click("#setup-head button:has-text('Save and run baseline')")
     page.wait_for_url(re.compile(r".*/experiments/[0-9a-f-]+/$"))
     wait_for_status(page, "baseline complete")
     page.wait_for_selector("#chart-pass-rate .main-svg")
@@ -217,7 +214,7 @@ def test_full_flow_against_the_demo_application(page, live_server, celery_worker
 
     # pick a winner, then archive
     page.click("a:has-text('Complete…')")
-    page.select_option("#id_winner", label="cooler")
+    page.select_option("#id_winner", value=page.locator("#id_winner option", has_text="cooler —").get_attribute("value"))
     page.click("#complete button:has-text('Complete')")
     wait_for_status(page, "completed")
     assert "winner: cooler" in page.locator("#experiment-header").inner_text()

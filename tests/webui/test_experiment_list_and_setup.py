@@ -11,7 +11,7 @@ from tests.webui.conftest import make_ready, make_with_results, signed_in
 
 pytestmark = pytest.mark.django_db
 
-ALL_CHECKED = re.compile(r'name="mode" value="all"[^>]*checked')
+SAVE_BAR = 'id="setup-save"'
 
 
 def test_list_shows_status_badges_and_last_activity(editor):
@@ -104,7 +104,7 @@ def test_setup_flow_picks_steps_tasks_and_baseline_config(editor):
     assert editor.get(url).status_code == 200
     response = editor.post(url + "steps/", {"steps": ["gen"]}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and b'id="setup"' in response.content
-    editor.post(url + "tasks/", {"mode": "tag", "tag": "smoke"}, HTTP_HX_REQUEST="true")
+    editor.post(url + "tasks/pick/", {"bulk": "only-matching", "tag": "smoke"}, HTTP_HX_REQUEST="true")
     experiment.refresh_from_db()
     assert experiment.status == "baseline_pending"
     assert sorted(experiment.tasks.values_list("external_id", flat=True)) == ["task0", "task1"]
@@ -127,23 +127,27 @@ def test_setup_selects_all_tasks_after_a_hand_pick(editor):
     task = experiment.application.tasks.get(external_id="task3")
     editor.post(url + "tasks/pick/", {"add": str(task.pk)})
     assert list(experiment.tasks.values_list("external_id", flat=True)) == ["task3"]
-    assert not ALL_CHECKED.search(editor.get(url).content.decode())  # a hand pick is neither mode
-    editor.post(url + "tasks/", {"mode": "all"})
+    html = editor.get(url).content.decode()
+    assert "1 of 4 tasks selected" in html and 'id="all-selected"' not in html
+    editor.post(url + "tasks/pick/", {"bulk": "add-matching"})
     assert experiment.tasks.count() == 4
-    assert ALL_CHECKED.search(editor.get(url).content.decode())
+    html = editor.get(url).content.decode()
+    assert "4 of 4 tasks selected" in html and 'id="all-selected"' in html
 
 
-def test_setup_tasks_names_an_unknown_mode(editor):
+def test_nothing_on_the_setup_page_claims_all_tasks_while_none_is_selected(editor):
     experiment = draft(editor.team)
-    response = editor.post(f"/experiments/{experiment.pk}/setup/tasks/", {"mode": "pick"}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 400 and b"errorlist" in response.content and b"pick is not one of" in response.content
-    assert experiment.tasks.count() == 0
+    html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    assert "0 of 4 tasks selected" in html and "0 of 4 selected" in html
+    assert 'id="all-selected"' not in html and not re.search(r"<input[^>]*checked", html)
 
 
-def test_setup_reports_a_tag_without_tasks(editor):
+def test_select_only_the_tasks_a_tag_matches_replaces_the_selection(editor):
     experiment = draft(editor.team)
-    response = editor.post(f"/experiments/{experiment.pk}/setup/tasks/", {"mode": "tag", "tag": "missing"}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 400 and b"No task is tagged" in response.content
+    url = f"/experiments/{experiment.pk}/setup/"
+    editor.post(url + "tasks/pick/", {"bulk": "add-matching"})
+    editor.post(url + "tasks/pick/", {"bulk": "only-matching", "tag": "smoke"})
+    assert sorted(experiment.tasks.values_list("external_id", flat=True)) == ["task0", "task1"]
 
 
 def test_setup_names_a_bad_baseline_value(editor):
@@ -165,8 +169,8 @@ def test_setup_names_a_bad_evaluator(editor):
 def test_setup_shows_locked_fields_once_the_baseline_ran(editor):
     experiment, *_ = make_with_results(editor.team)
     html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
-    assert "locked since the baseline ran" in html and "disabled" in html
-    assert "Save steps" not in html
+    assert "locked since the baseline ran" in html
+    assert "disabled" in input_tag(html, "steps") and "disabled" in input_tag(html, "main__temperature")
 
 
 def test_setup_refuses_changes_once_locked(editor):
@@ -185,7 +189,7 @@ def test_setup_posts_need_the_editor_role(editor):
 def test_details_stay_editable_after_the_baseline_ran(editor):
     experiment, *_ = make_with_results(editor.team)
     html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
-    assert "Save details" in html and "Save steps" not in html
+    assert SAVE_BAR in html and "disabled" not in input_tag(html, "name") and "disabled" in input_tag(html, "steps")
     response = editor.post(f"/experiments/{experiment.pk}/setup/details/", {"name": "Renamed", "description": "New hypothesis"})
     assert response.status_code == 302
     experiment.refresh_from_db()
@@ -203,7 +207,8 @@ def test_details_need_a_name(editor):
 def test_details_of_an_archived_experiment_are_read_only(editor):
     experiment = draft(editor.team)
     actions.archive_experiment(experiment)
-    assert "Save details" not in editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
+    assert SAVE_BAR not in html and "disabled" in input_tag(html, "name")
     response = editor.post(f"/experiments/{experiment.pk}/setup/details/", {"name": "X"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 409
 
@@ -229,7 +234,7 @@ def input_tag(html, name):
 def test_settings_page_keeps_max_error_rate_editable_after_the_baseline_ran(editor):
     experiment, *_ = make_with_results(editor.team)
     html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
-    assert "Save settings" in html
+    assert SAVE_BAR in html
     assert "disabled" not in input_tag(html, "max_error_rate")
     assert "disabled" in input_tag(html, "repetitions") and "disabled" in input_tag(html, "evaluators")
 
@@ -272,7 +277,7 @@ def test_settings_of_an_archived_experiment_are_read_only(editor):
     experiment, *_ = make_with_results(editor.team)
     actions.archive_experiment(experiment)
     html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
-    assert "Save settings" not in html and "disabled" in input_tag(html, "max_error_rate")
+    assert SAVE_BAR not in html and "disabled" in input_tag(html, "max_error_rate")
     response = editor.post(f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.5"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 409 and b"archived" in response.content
     experiment.refresh_from_db()
@@ -283,7 +288,7 @@ def test_a_viewer_cannot_change_settings_after_the_lock(editor):
     experiment, *_ = make_with_results(editor.team)
     viewer = signed_in(editor.team, Role.VIEWER)
     html = viewer.get(f"/experiments/{experiment.pk}/setup/").content.decode()
-    assert "Save settings" not in html and "disabled" in input_tag(html, "max_error_rate")
+    assert SAVE_BAR not in html and "disabled" in input_tag(html, "max_error_rate")
     assert viewer.post(f"/experiments/{experiment.pk}/setup/settings/", {"max_error_rate": "0.5"}).status_code == 403
     experiment.refresh_from_db()
     assert experiment.max_error_rate == 0.2

@@ -108,7 +108,7 @@ def test_parse_jsonl_skips_blank_lines():
 def test_parse_csv_names_the_row_with_bad_input_json():
     with pytest.raises(ValidationFailed) as error:
         parse_task_file("t.csv", b"external_id,input\na,{}\nb,{nope\n")
-    assert list(error.value.errors) == ["tasks[1].input"]
+    assert list(error.value.errors) == ["line 3.input"]  # 1-based, the header being line 1
 
 
 def test_parse_refuses_an_empty_file():

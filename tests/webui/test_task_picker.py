@@ -177,7 +177,7 @@ def test_htmx_pick_swaps_the_picker_and_updates_status_and_counts_out_of_band(ed
     html = editor.post(pick, {"add": str(task(big, "case-00007").pk)}, **HTMX).content.decode()
     assert html.lstrip().startswith('<div id="task-picker"')
     assert re.search(r'<div class="page-head" id="setup-head" hx-swap-oob="true">', html)
-    assert 'class="badge s-baseline_pending"' in html and "Run baseline" in html
+    assert 'class="badge s-baseline_pending"' in html and "Save and run baseline" in html
     assert re.search(r'<span id="tasks-count" class="muted small" hx-swap-oob="true">1 of 2100 selected</span>', html)
     assert 'id="setup-run" hx-swap-oob="true"' in html
 
@@ -351,7 +351,7 @@ def test_picker_in_a_browser_searches_pages_and_picks_without_losing_a_change(pa
     settled(page)
     assert page.locator("#tasks-count").inner_text() == "1 of 1200 selected"
     assert page.locator("#setup-head .badge").inner_text().lower() == "baseline pending"
-    assert page.locator("#setup-run button:has-text('Run baseline')").count() == 1
+    assert page.locator("#setup-run button:has-text('Save and run baseline')").count() == 1
     page.fill("#picker-q", "")
     page.wait_for_selector("#task-picker:has-text('1200 tasks match')")
     settled(page)

@@ -1,9 +1,12 @@
 """Number and JSON formatting for the pages."""
 
 import json
+import math
 
 from django import template
 from django.utils.http import urlencode
+
+from experiments_app.overrides import written
 
 register = template.Library()
 
@@ -33,6 +36,50 @@ def pp(value, digits=1):
 
 
 @register.filter
+def seconds(value):
+    """A wait in seconds as people say it: 41 → "41 s", 300 → "5 min", 5400 → "1 h 30 min"."""
+    if value is None:
+        return "—"
+    value = int(value)
+    if value < 90:
+        return f"{value} s"
+    if value < 3600:
+        return f"{round(value / 60)} min"
+    hours, minutes = divmod(round(value / 60), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def by_magnitude(value, signed=False):
+    """Three significant digits, never in exponent form: 812.4 → "812", 0.00042 → "0.00042", 12345 → "12,345"."""
+    size = abs(value)
+    decimals = 0 if size == 0 or size >= 100 else 2 - math.floor(math.log10(size))
+    text = f"{value:{'+' if signed else ''},.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace("-", "−")
+
+
+@register.filter
+def metric(value, name=""):
+    """A metric value formatted by its magnitude; a cost (`…_usd`) in dollars: 0.00042 → $0.00042."""
+    if value is None:
+        return "—"
+    text = by_magnitude(value)
+    return ("−$" + text[1:] if text.startswith("−") else "$" + text) if str(name).endswith("_usd") else text
+
+
+@register.filter
+def metric_delta(value, name=""):
+    """A change of a metric, signed and formatted like `metric`: +$0.00012, −41."""
+    if value is None:
+        return "—"
+    text = by_magnitude(value, signed=value != 0)
+    if not str(name).endswith("_usd"):
+        return text
+    return text[0] + "$" + text[1:] if value != 0 else "$0"
+
+
+@register.filter
 def pvalue(value):
     if value is None:
         return "—"
@@ -50,10 +97,23 @@ def pretty_json(value):
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+def one_line(value):
+    """A value on one line: a number as people write it (1,000,000), a string as is, anything else as JSON."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return written(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 @register.filter
 def compact_json(value):
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = one_line(value)
     return text if len(text) <= 80 else text[:77] + "…"
+
+
+@register.filter
+def full_value(value):
+    """The whole value compact_json may cut, for a title or a focus outline."""
+    return one_line(value)
 
 
 @register.filter
@@ -64,6 +124,12 @@ def dictget(mapping, key):
 @register.filter
 def humanize_status(value):
     return str(value or "").replace("_", " ")
+
+
+@register.simple_tag
+def next_sort(key, sort_key, descending):
+    """The sort a column's header link asks for: descending first, ascending when already descending."""
+    return key if sort_key == key and descending else f"-{key}"
 
 
 @register.simple_tag(takes_context=True)

@@ -11,10 +11,10 @@ from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
-from experiments_app.models import Application, DeliveryAttempt, Role
+from experiments_app.models import ACTIVE_RUN_STATUSES, Application, DeliveryAttempt, Role, Run, RunStatus, Test, TestStatus
 from experiments_app.runs import health, pull
 from webui import connect
-from webui.access import can, refuse, require_role, team_ids, team_member
+from webui.access import can, require_role, team_ids, team_member
 from webui.forms import ApplicationForm, apply_errors
 
 SECRET_SESSION_KEY = "webui_shown_secret"
@@ -60,14 +60,61 @@ def application_list(request):
 
 
 def recent_failures(application):
-    """The latest delivery attempts to this application that did not get a 2xx."""
-    return (
+    """The application's latest delivery failures, newest first: attempts that got no 2xx, and
+    result timeouts (tests it accepted with a 202 whose result never came). Returns
+    {"rows": [{when, test, attempt, status_code, duration_ms, error, timeout}], "attempts": n,
+    "timeouts": n, "last_run": its latest ended run when that one failed, else None}."""
+    attempts = (
         DeliveryAttempt.objects.filter(test__run__experiment__application=application)
         .filter(Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300))
         .exclude(pulled=True, error="")  # a puller's lease without an error is not a failure
-        .select_related("test__run")
-        .order_by("-started_at")[:FAILURES_SHOWN]
     )
+    timeouts = (
+        Test.objects.filter(run__experiment__application=application, status=TestStatus.ERRORED, accepted_at__isnull=False)
+        .filter(has_output=False)
+        .exclude(run__status=RunStatus.CANCELLED)
+    )
+    rows = [
+        {
+            "when": a.started_at,
+            "test": a.test,
+            "attempt": a.number,
+            "status_code": a.status_code,
+            "duration_ms": a.duration_ms,
+            "error": a.error,
+        }
+        for a in attempts.select_related("test").order_by("-started_at")[:FAILURES_SHOWN]
+    ]
+    rows += [
+        {
+            "when": t.completed_at,
+            "test": t,
+            "attempt": t.attempts,
+            "status_code": 202,
+            "duration_ms": None,
+            "error": t.error,
+            "timeout": True,
+        }
+        for t in timeouts.only("id", "run_id", "task_external_id", "attempts", "completed_at", "error").order_by("-completed_at")[
+            :FAILURES_SHOWN
+        ]
+    ]
+    rows.sort(key=lambda row: row["when"], reverse=True)
+    last_run = (
+        Run.objects.real()
+        .filter(experiment__application=application)
+        .exclude(status__in=ACTIVE_RUN_STATUSES)
+        .select_related("variant", "experiment")
+        .defer("aggregates", "outcomes", "config")
+        .order_by("-completed_at")
+        .first()
+    )
+    return {
+        "rows": rows[:FAILURES_SHOWN],
+        "attempts": attempts.count(),
+        "timeouts": timeouts.count(),
+        "last_run": last_run if last_run and last_run.status == RunStatus.FAILED else None,
+    }
 
 
 def detail_context(request, application, form=None):
@@ -171,16 +218,3 @@ def enable(request, pk):
     health.enable_application(application)
     messages.success(request, f"{application.name} is enabled again.")
     return redirect("webui:application-detail", pk=application.pk)
-
-
-@require_POST
-@team_member
-def application_delete(request, pk):
-    application = load_application(request, pk)
-    require_role(request, application.team_id, Role.ADMIN)
-    try:
-        actions.delete_application(application)
-    except DomainError as error:
-        return refuse(request, error, f"/applications/{application.pk}/")
-    messages.success(request, f"Deleted {application.name}.")
-    return redirect("webui:application-list")

@@ -1,5 +1,7 @@
 """The steps and tasks tabs of an application: search, tag filter, create, edit, bulk import."""
 
+import re
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
@@ -12,11 +14,12 @@ from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import InferenceStep, Task
 from webui.access import can, refuse, require_role, team_member
-from webui.forms import StepForm, TaskForm, TaskImportForm, apply_errors, parse_task_file
+from webui.deletions import plural
+from webui.forms import StepForm, TaskForm, TaskImportForm, apply_errors
 from webui.views.applications import load_application
 
 PAGE_SIZE = 50
-ROW_ERRORS_SHOWN = 200
+RESEND_LIMIT = 2_000_000  # characters of an uploaded file the page keeps to import again
 
 
 def save_form(request, form, save, success, next_url):
@@ -79,6 +82,9 @@ def step_edit(request, pk, step_id):
     step = get_object_or_404(InferenceStep, pk=step_id, application=application)
     initial = {"external_id": step.external_id, "name": step.name, "description": step.description, "config": step.config}
     form = StepForm(request.POST or None, initial=initial)
+    locking = list(step.locking_experiments().values_list("name", flat=True)[:3])
+    if locking:  # said before the user edits it, not only by a refusal after Save
+        form.fields["external_id"].disabled = True
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
@@ -97,13 +103,15 @@ def step_edit(request, pk, step_id):
         "form": form,
         "kind": "step",
         "can_edit": can(request, application.team_id),
+        "locking": locking,
+        "locked_fields": "its external id (the name your code reads in `overrides`)",
     }
     return render(request, "webui/catalog_edit.html", context, status=400 if form.errors else 200)
 
 
 def tasks_context(request, application, form=None, import_form=None, row_errors=None):
     query, tag = request.GET.get("q", "").strip(), request.GET.get("tag", "").strip()
-    tasks = Task.objects.filter(application=application).only("id", "external_id", "name", "tags", "input", "expected")
+    tasks = Task.objects.filter(application=application).only("id", "external_id", "name", "tags", "input", "expected").with_locked()
     if query:
         tasks = tasks.filter(Q(external_id__icontains=query) | Q(name__icontains=query))
     if tag:
@@ -149,33 +157,71 @@ def tasks_tab(request, pk):
 @require_POST
 @team_member
 def tasks_import(request, pk):
-    """Bulk import from JSONL or CSV: all rows or none, with each bad row's error listed."""
+    """Bulk import of an uploaded or pasted JSONL or CSV: all rows or none, every bad row listed by
+    its line; tasks that already exist are refused, skipped or updated as the form says."""
     application = load_application(request, pk)
     require_role(request, application.team_id)
     import_form = TaskImportForm(request.POST, request.FILES)
-    row_errors = None
+    problems = None
     if import_form.is_valid():
-        upload = import_form.cleaned_data["file"]
+        rows = None
         try:
-            created = actions.import_tasks(application, parse_task_file(upload.name, upload.read()))
+            rows = import_form.rows()
+            result = actions.import_task_rows(application, rows, on_existing=import_form.cleaned_data["on_existing"])
         except ValidationFailed as error:
-            row_errors = sorted(error.errors.items(), key=lambda item: row_order(item[0]))[:ROW_ERRORS_SHOWN]
-            row_errors_total = len(error.errors)
+            problems = import_problems(application, error, rows)
+            if import_form.cleaned_data.get("file") and 0 < len(problems["text"]) <= RESEND_LIMIT:
+                # the page cannot send a file again: it sends its text, so a re-import needs no new upload
+                import_form = TaskImportForm({**request.POST.dict(), "text": problems["text"], "again": ""})
         else:
-            messages.success(request, f"Imported {created} tasks.")
+            messages.success(request, import_summary(result))
             return redirect("webui:application-tasks", pk=application.pk)
-    context = tasks_context(request, application, import_form=import_form, row_errors=row_errors)
-    context["row_errors_total"] = row_errors_total if row_errors else 0
+    context = tasks_context(request, application, import_form=import_form, row_errors=problems)
     return render(request, "webui/application_tasks.html", context, status=400)
 
 
-def row_order(key):
-    """Sort `tasks[12].input` after `tasks[2].name`: by row number, then field."""
-    if key.startswith("tasks[") and "]" in key:
-        number = key[6 : key.index("]")]
-        if number.isdigit():
-            return (int(number), key)
-    return (-1, key)
+def import_problems(application, error, rows):
+    """Everything wrong with an import, for the page: {"lines": [(line, field, text)] sorted by line,
+    "total", "existing": how many rows name a task that already exists, "text": the rows' text to send again}."""
+    lines = getattr(rows, "lines", [])
+    listed = []
+    for key, texts in error.errors.items():
+        line, field = line_of(key, lines)
+        for text in texts:
+            listed.append((line, field, ROW_REF.sub(lambda match: f"line {line_at(lines, int(match.group(1)))}", text)))
+    listed.sort(key=lambda item: (item[0] is not None, item[0] or 0, item[1]))
+    ids = [row.get("external_id") for row in rows or [] if isinstance(row, dict) and isinstance(row.get("external_id"), str)]
+    existing = Task.objects.filter(application=application, external_id__in=ids).count() if ids else 0
+    return {"lines": listed, "total": len(listed), "existing": existing, "text": getattr(rows, "text", "")}
+
+
+ROW_KEY = re.compile(r"^(?:tasks\[(\d+)\]|line (\d+))(?:\.(.+))?$")
+ROW_REF = re.compile(r"tasks\[(\d+)\]")
+
+
+def line_at(lines, index):
+    return lines[index] if index < len(lines) else index + 1
+
+
+def line_of(key, lines):
+    """(1-based line, field) an error key names: `tasks[2].input` (row 2) or `line 7.input`; (None, key) otherwise."""
+    match = ROW_KEY.match(key)
+    if not match:
+        return None, "" if key in ("file", "tasks", "__all__") else key
+    index, line, field = match.groups()
+    return (line_at(lines, int(index)) if index is not None else int(line)), field or ""
+
+
+def import_summary(result):
+    """'Imported 1 task.', 'Imported 3 tasks; updated 2; skipped 5 that already exist; left 1 locked task unchanged.'"""
+    parts = [f"Imported {plural(result.created, 'task')}"]
+    if result.updated:
+        parts.append(f"updated {result.updated:,}")
+    if result.skipped:
+        parts.append(f"skipped {result.skipped:,} that already exist{'s' if result.skipped == 1 else ''}")
+    if result.locked:
+        parts.append(f"left {plural(result.locked, 'locked task')} unchanged")
+    return "; ".join(parts) + "."
 
 
 @require_http_methods(["GET", "POST"])
@@ -191,6 +237,9 @@ def task_edit(request, pk, task_id):
         "tags": ", ".join(task.tags or []),
     }
     form = TaskForm(request.POST or None, initial=initial)
+    locking = list(task.locking_experiments().values_list("name", flat=True)[:3])
+    if locking:  # said before the user edits it, not only by a refusal after Save
+        form.fields["input"].disabled = form.fields["expected"].disabled = True
     if request.method == "POST":
         require_role(request, application.team_id)
         done = save_form(
@@ -209,5 +258,7 @@ def task_edit(request, pk, task_id):
         "form": form,
         "kind": "task",
         "can_edit": can(request, application.team_id),
+        "locking": locking,
+        "locked_fields": "its input and expected (results must keep their meaning; make a new task instead)",
     }
     return render(request, "webui/catalog_edit.html", context, status=400 if form.errors else 200)

@@ -19,7 +19,8 @@ from experiments_app.results import experiment_results
 from experiments_app.states import State
 from webui import charts
 from webui.access import can, refuse, require_role, team_ids, team_member
-from webui.forms import ExperimentForm, apply_errors
+from webui.forms import ExperimentForm, apply_errors, numbered_setup_steps
+from webui.progress import explained_failure, progress_counts
 from webui.steps import step_comparison
 from webui.tree import table_rows, variant_tree
 from webui.views.dry_runs import dry_runs_context
@@ -37,6 +38,14 @@ SORT_COLUMNS = [
     ("cost_per_passed", "Cost / pass", True),
     ("completed_at", "Completed", True),
 ]
+
+# Hints on the results table's columns: {sort key: (anchor of the statistics page, a sentence)}.
+COLUMN_HELP = {
+    "pass_rate": ("pass-rate", "Passed tests out of all tests; errored ones count as not passed. Below it: the 95% interval."),
+    "pass_rate_vs_baseline": ("delta", "The change relative to the baseline's pass rate."),
+    "delta_pp": ("delta", "The change in percentage points: variant minus baseline."),
+    "p_value": ("p-value", "How often chance alone would give a difference this large, task by task. Below 0.05: marked *."),
+}
 
 
 def load_experiment(request, pk):
@@ -82,7 +91,8 @@ def experiment_new(request):
         else:
             return redirect("webui:experiment-setup", pk=experiment.pk)
     status = 400 if form.errors else 200
-    return render(request, "webui/experiment_new.html", {"form": form, "applications": applications}, status=status)
+    context = {"form": form, "applications": applications, "step_titles": numbered_setup_steps()}
+    return render(request, "webui/experiment_new.html", context, status=status)
 
 
 def active_run(experiment):
@@ -122,6 +132,12 @@ def lifecycle_buttons(request, experiment, run):
                 "confirm": "Archive this experiment? It becomes read-only.",
             }
         )
+    if not experiment.is_archived():
+        buttons.append(
+            {"label": "Rename…", "url": reverse("webui:experiment-setup", args=[pk]) + "#setup-details", "style": "ghost", "link": True}
+        )
+    if not experiment.is_running():
+        buttons.append({"label": "Delete…", "url": reverse("webui:experiment-delete", args=[pk]), "style": "ghost danger", "link": True})
     return buttons
 
 
@@ -165,6 +181,7 @@ def results_context(request, experiment):
         "rows": rows,
         "sort_key": sort_key,
         "sort_columns": SORT_COLUMNS,
+        "column_help": COLUMN_HELP,
         "descending": descending,
         "pass_rate_figure": charts.pass_rate_figure(results),
         "delta_figure": charts.delta_figure(results),
@@ -175,11 +192,17 @@ def results_context(request, experiment):
 
 
 def progress_context(experiment, run, *, finished=None):
-    counts = (run or finished).count_tests() if (run or finished) else None
-    if counts:
-        counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
-        counts["percent"] = round(100 * counts["done"] / counts["total"]) if counts["total"] else 0
-    return {"experiment": experiment, "run": run, "finished": finished, "counts": counts}
+    shown = run or finished
+    return {"experiment": experiment, "run": run, "finished": finished, "counts": progress_counts(shown) if shown else None}
+
+
+def latest_run(experiment):
+    return Run.objects.real().filter(experiment=experiment).select_related("variant").defer("aggregates", "outcomes", "config").first()
+
+
+def page_progress(experiment, run):
+    """The progress of the active run; without one, the latest run's failure, kept until another run starts."""
+    return progress_context(experiment, run, finished=None if run else explained_failure(experiment, latest_run(experiment)))
 
 
 @require_GET
@@ -188,8 +211,9 @@ def progress_context(experiment, run, *, finished=None):
 def experiment_detail(request, pk):
     experiment = load_experiment(request, pk)
     context = {**header_context(request, experiment), **results_context(request, experiment)}
-    context.update(progress_context(experiment, context["run"]))
+    context.update(page_progress(experiment, context["run"]))
     context.update(dry_runs_context(request, experiment))
+    context["flash"] = page_messages(request, context["run"])
     if request.htmx:
         return render(request, "webui/experiment_detail.html#results", context)
     context["history"] = experiment.transitions.select_related("by", "by_token").order_by("-at", "-id")[:HISTORY_SHOWN]
@@ -225,7 +249,7 @@ def experiment_progress(request, pk):
         )
         response["HX-Trigger"] = "run-finished"
         return response
-    return render(request, "webui/experiment_detail.html#progress", progress_context(experiment, run))
+    return render(request, "webui/experiment_detail.html#progress", page_progress(experiment, run))
 
 
 def is_uuid(value):
@@ -236,22 +260,35 @@ def is_uuid(value):
     return True
 
 
-def changed(request, url, message=None):
+RUN_STARTED = "run-started"
+
+
+def page_messages(request, run):
+    """The messages for the experiment page: one saying a run started only while a run is active
+    (a run that ended before the page loaded must not read as started)."""
+    return [
+        {"level": message.tags, "text": str(message)}
+        for message in messages.get_messages(request)
+        if run is not None or RUN_STARTED not in message.extra_tags.split()
+    ]
+
+
+def changed(request, url, message=None, tags=""):
     """After a successful POST: an event for htmx (the page's fragments refresh themselves), a redirect otherwise."""
     if request.htmx:
         response = HttpResponse(status=204)
         response["HX-Trigger"] = "experiment-changed"
         return response
     if message:
-        messages.success(request, message)
+        messages.success(request, message, extra_tags=tags)
     return redirect(url)
 
 
-def perform(request, experiment, action, message):
+def perform(request, experiment, action, message, tags=""):
     """Run one lifecycle action for the experiment page and answer for htmx or a plain form."""
     url = reverse("webui:experiment-detail", args=[experiment.pk])
     try:
         action()
     except DomainError as error:
         return refuse(request, error, url)
-    return changed(request, url, message)
+    return changed(request, url, message, tags)

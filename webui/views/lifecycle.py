@@ -9,9 +9,11 @@ from django.views.decorators.vary import vary_on_headers
 from experiments_app import actions, runs
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Run, RunStatus, Variant
+from experiments_app.results import experiment_results, significant
 from webui.access import refuse, require_role, team_ids, team_member
 from webui.forms import BranchForm, CompleteForm, apply_errors
-from webui.views.experiments import is_uuid, load_experiment, perform
+from webui.templatetags.webui import pct, pp
+from webui.views.experiments import RUN_STARTED, is_uuid, load_experiment, perform
 
 
 def load_variant(request, pk):
@@ -25,7 +27,7 @@ def load_variant(request, pk):
 def run_baseline(request, pk):
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    return perform(request, experiment, lambda: runs.start_baseline_run(experiment, by=request.user), "Baseline run started.")
+    return perform(request, experiment, lambda: runs.start_baseline_run(experiment, by=request.user), "Baseline run started.", RUN_STARTED)
 
 
 @require_POST
@@ -34,7 +36,11 @@ def run_variant(request, pk):
     variant = load_variant(request, pk)
     require_role(request, variant.experiment.team_id)
     return perform(
-        request, variant.experiment, lambda: runs.start_variant_run(variant, by=request.user), f"Run of “{variant.name}” started."
+        request,
+        variant.experiment,
+        lambda: runs.start_variant_run(variant, by=request.user),
+        f"Run of “{variant.name}” started.",
+        RUN_STARTED,
     )
 
 
@@ -75,13 +81,28 @@ def complete(request, pk):
         .distinct()
         .order_by("created_at")
     )
-    form = CompleteForm(request.POST or None, variants=candidates)
+    form = CompleteForm(request.POST or None, variants=candidates, labels=winner_labels(experiment))
     if request.method == "POST" and form.is_valid():
         winner = next((v for v in candidates if str(v.pk) == form.cleaned_data["winner"]), None)
         return perform(request, experiment, lambda: actions.complete_experiment(experiment, winner=winner, by=request.user), "Completed.")
     context = {"experiment": experiment, "form": form}
     template = "webui/experiment_complete.html#complete-form" if request.htmx else "webui/experiment_complete.html"
     return render(request, template, context, status=400 if form.errors else 200)
+
+
+def winner_labels(experiment):
+    """{variant id: "name — 83% pass rate, +17.0 pt vs baseline"}: what to choose a winner by."""
+    results = experiment_results(experiment)
+    labels = {}
+    for row in [results["baseline"], *results["variants"]]:
+        if row and row["pass_rate"] is not None:
+            label = f"{row['name']} — {pct(row['pass_rate'])} pass rate"
+            if not row["is_baseline"] and row["delta_pp"] is not None:
+                label += f", {pp(row['delta_pp'])} vs baseline"
+                if significant(row["p_value"]):
+                    label += " (significant)"
+            labels[row["variant"]] = label
+    return labels
 
 
 def branch_context(experiment, parent, form):

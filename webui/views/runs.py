@@ -13,6 +13,7 @@ from experiments_app.results import baseline_result_runs, compare_runs, experime
 from webui import exports
 from webui.access import team_ids, team_member
 from webui.diffs import side_by_side
+from webui.progress import progress_counts
 from webui.steps import step_rows
 from webui.views.experiments import load_experiment
 
@@ -50,10 +51,7 @@ def listed_runs(experiment_id):
 
 
 def run_summary_context(run):
-    counts = run.count_tests()
-    counts["done"] = counts["passed"] + counts["failed"] + counts["errored"]
-    counts["percent"] = round(100 * counts["done"] / counts["total"]) if counts["total"] else 0
-    return {"run": run, "counts": counts, "experiment": run.experiment, "throttle": throttle_shown(run)}
+    return {"run": run, "counts": progress_counts(run), "experiment": run.experiment, "throttle": throttle_shown(run)}
 
 
 def throttle_shown(run):
@@ -156,6 +154,18 @@ def test_detail(request, pk, test_id):
     return render(request, template, context)
 
 
+def changed_tasks(task_ids, names, new_run, old_run):
+    """[{name, new_test, old_test}] of the tasks that changed between two runs, by external id:
+    each with its first test in either run, so the page links to the outputs side by side."""
+    tests = Test.objects.filter(run__in=[new_run, old_run], task_id__in=task_ids, repetition=1).values_list("run_id", "task_id", "pk")
+    found = {(run_id, str(task_id)): pk for run_id, task_id, pk in tests}
+    rows = [
+        {"name": names.get(task, task), "new_test": found.get((new_run.pk, task)), "old_test": found.get((old_run.pk, task))}
+        for task in task_ids
+    ]
+    return sorted(rows, key=lambda row: row["name"])
+
+
 @require_GET
 @team_member
 def run_compare(request, new, old):
@@ -164,15 +174,14 @@ def run_compare(request, new, old):
         raise Http404("Both runs must belong to one experiment.")
     comparison = compare_runs(new_run, old_run)
     ids = set(comparison["improved"]) | set(comparison["regressed"])
-    names = dict(Task.objects.filter(pk__in=ids).values_list("pk", "external_id"))
-    names = {str(key): value for key, value in names.items()}
+    names = {str(key): value for key, value in Task.objects.filter(pk__in=ids).values_list("pk", "external_id")}
     context = {
         "experiment": new_run.experiment,
         "new_run": new_run,
         "old_run": old_run,
         "comparison": comparison,
-        "improved": sorted(names.get(task, task) for task in comparison["improved"]),
-        "regressed": sorted(names.get(task, task) for task in comparison["regressed"]),
+        "improved": changed_tasks(comparison["improved"], names, new_run, old_run),
+        "regressed": changed_tasks(comparison["regressed"], names, new_run, old_run),
         "runs": listed_runs(new_run.experiment_id)[:100],
     }
     return render(request, "webui/run_compare.html", context)

@@ -1,22 +1,40 @@
-"""The new-experiment flow after naming it: steps → tasks → baseline config → settings → run baseline."""
+"""The setup page after naming an experiment: details, steps, tasks, baseline config, settings, run.
+
+One save model: the sections' fields belong to one form (`SETUP_FORM`) with one Save button that
+saves every changed section at once, all or nothing, and shows when it did; "Run the baseline"
+saves first. Only the task picker changes the selection at once, one pick at a time.
+"""
 
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from experiments_app import actions
+from experiments_app import actions, runs
 from experiments_app.actions.experiments import EDITABLE_WHEN_LOCKED
 from experiments_app.errors import DomainError, ValidationFailed
-from experiments_app.models import Experiment, InferenceStep, Task
-from experiments_app.states import State
+from experiments_app.models import Experiment, InferenceStep, Task, Variant
+from experiments_app.states import InvalidTransition, State
 from webui.access import can, refuse, require_role, team_member
-from webui.forms import BaselineForm, DetailsForm, SettingsForm, StepsForm, TaskFilterForm, TaskPickForm, TasksForm, apply_errors
-from webui.views.experiments import load_experiment
+from webui.forms import (
+    BaselineForm,
+    DetailsForm,
+    SettingsForm,
+    StepsForm,
+    TaskFilterForm,
+    TaskPickForm,
+    apply_errors,
+    numbered_setup_steps,
+)
+from webui.views.experiments import RUN_STARTED, load_experiment
 
 PICKER_PAGE_SIZE = 50
 NO_FILTERS = {"q": "", "tag": "", "show": "", "page": ""}
@@ -88,40 +106,65 @@ def picker_context(request, experiment, filters):
         "picker_lock_reason": lock_reason,
         "n_selected_tasks": experiment.tasks.count(),
         "n_app_tasks": Task.objects.filter(application_id=experiment.application_id).count(),
+        "setup_form": SETUP_FORM,
+        "step_titles": numbered_setup_steps(),
     }
 
 
-def setup_context(request, experiment, bound=None, filters=None):
-    """Every section's form; `bound` replaces one section's form (after a refused POST)."""
-    bound = bound or {}
-    context = picker_context(request, experiment, filters or NO_FILTERS)
-    locked, editable = context["locked"], context["editable"]
-    n_selected, n_tasks = context["n_selected_tasks"], context["n_app_tasks"]
+SETUP_FORM = "setup-form"
+# The order one save applies the sections in: the steps before the baseline config they shape.
+SECTIONS = ("details", "settings", "steps", "baseline")
+
+
+def section_forms(request, experiment, data=None):
+    """The editable sections' forms (bound to `data` when given). Fields this user may not
+    change now are disabled, and every field belongs to the page's one save form."""
+    locked = not experiment.is_scope_editable()
+    scope_editable = can(request, experiment.team_id) and not locked
+    details_editable = can(request, experiment.team_id) and not experiment.is_archived()
     app_steps = list(InferenceStep.objects.filter(application_id=experiment.application_id))
     selected_steps = list(experiment.inference_steps.values_list("external_id", flat=True))
+    baseline = Variant.objects.get(experiment=experiment, parent__isnull=True)
     settings = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
-    settings_fields = settings_editable(request, experiment, locked)
     forms = {
-        "steps": bound.get("steps") or StepsForm(steps=app_steps, initial={"steps": selected_steps}),
-        # A hand-picked selection is neither mode, so then no mode is preselected.
-        "tasks": bound.get("tasks") or TasksForm(initial={"mode": "all" if n_selected in (0, n_tasks) else None}),
-        "baseline": bound.get("baseline") or BaselineForm(config=experiment.baseline.config, steps=selected_steps),
+        "details": DetailsForm(data, initial={"name": experiment.name, "description": experiment.description}),
+        "settings": SettingsForm(data, initial=settings, editable=settings_editable(request, experiment, locked)),
+        "steps": StepsForm(data, steps=app_steps, initial={"steps": selected_steps}),
+        "baseline": BaselineForm(data, config=baseline.config, steps=selected_steps),
     }
-    details_editable = can(request, experiment.team_id) and not experiment.is_archived()
-    forms["details"] = bound.get("details") or DetailsForm(initial={"name": experiment.name, "description": experiment.description})
     for name, form in forms.items():
-        if not (details_editable if name == "details" else editable):
-            for field in form.fields.values():
-                field.disabled = True
-    forms["settings"] = bound.get("settings") or SettingsForm(initial=settings, editable=settings_fields)
+        editable = details_editable if name == "details" else scope_editable if name in ("steps", "baseline") else True
+        for field in form.fields.values():
+            field.disabled = field.disabled or not editable
+            field.widget.attrs["form"] = SETUP_FORM
+    return forms
+
+
+def setup_context(request, experiment, forms=None, filters=None, saved=None):
+    """The whole page; `forms` replaces the sections' forms (bound, after a refused save)."""
+    context = picker_context(request, experiment, filters or NO_FILTERS)
+    forms = forms or section_forms(request, experiment)
     return {
         **context,
         "forms": forms,
-        "details_editable": details_editable,
-        "settings_editable": bool(settings_fields),
+        "has_errors": any(form.is_bound and form.errors for form in forms.values()),
+        "can_save": any(not field.disabled for form in forms.values() for field in form.fields.values()),
+        "details_editable": can(request, experiment.team_id) and not experiment.is_archived(),
+        "settings_editable": bool(settings_editable(request, experiment, context["locked"])),
         "tags": Task.objects.filter(application_id=experiment.application_id).tag_names(),
-        "selected_steps": selected_steps,
+        "selected_steps": forms["baseline"].steps,
+        "saved": saved,
     }
+
+
+def scope_warnings(experiment):
+    """What still keeps the baseline from running, said after each save."""
+    warnings = []
+    if not experiment.inference_steps.exists():
+        warnings.append("No inference step is selected: the baseline needs at least one.")
+    if not experiment.tasks.exists():
+        warnings.append("No task is selected: the baseline needs at least one.")
+    return warnings
 
 
 @require_GET
@@ -134,56 +177,134 @@ def experiment_setup(request, pk):
     return render(request, template, context)
 
 
-def answer(request, experiment, bound=None, status=200):
-    experiment.refresh_from_db()
-    if request.htmx or bound:
-        template = "webui/experiment_setup.html#setup" if request.htmx else "webui/experiment_setup.html"
-        return render(request, template, setup_context(request, experiment, bound), status=status)
-    return redirect(reverse("webui:experiment-setup", args=[experiment.pk]))
+def baseline_config_after(experiment, form):
+    """The baseline config to save from `form`: its typed values for the steps still in scope
+    (the steps may have changed in the same save), the current config for the others."""
+    scope = set(experiment.inference_steps.values_list("external_id", flat=True))
+    current = Variant.objects.get(experiment=experiment, parent__isnull=True).config or {}
+    typed = {step: params for step, params in form.baseline_config().items() if step in scope}
+    return {**{step: params for step, params in current.items() if step in scope}, **typed}
 
 
-def save_section(request, experiment, name, form, save):
-    """Validate `form`, call `save(cleaned_data)`; field errors re-render (400), refusals flash (409)."""
-    if form.is_valid():
+def save_sections(experiment, forms, names, *, by):
+    """Save the sections `names`, in SECTIONS order, all or none (one transaction). A section
+    the domain refuses gets the errors on its form (ValidationFailed) and nothing is saved."""
+    savers = {
+        "details": lambda form: actions.update_experiment(experiment, by=by, **form.cleaned_data),
+        "settings": lambda form: actions.update_experiment(experiment, by=by, **form.changes()),
+        "steps": lambda form: actions.set_scope(experiment, steps=form.cleaned_data["steps"], by=by),
+        "baseline": lambda form: actions.set_baseline_config(experiment, baseline_config_after(experiment, form), by=by),
+    }
+    with transaction.atomic():
+        for name in SECTIONS:
+            if name in names:
+                try:
+                    savers[name](forms[name])
+                except ValidationFailed as error:
+                    apply_errors(forms[name], error)
+                    raise
+
+
+def save_setup(request, experiment, names=None, *, then_run=False):
+    """Validate every section, save the changed ones (or `names`), then optionally run the
+    baseline. Field errors re-render the page with the user's input kept (400); refusals flash (409)."""
+    forms = section_forms(request, experiment, request.POST)
+    changed = [name for name in SECTIONS if forms[name].has_changed()] if names is None else names
+    # every section is checked on a full save (its input is kept either way); one section alone otherwise
+    valid = [form.is_valid() for name, form in forms.items() if names is None or name in names]
+    setup_url = reverse("webui:experiment-setup", args=[experiment.pk])
+    if all(valid):
         try:
-            save(form.cleaned_data)
-        except ValidationFailed as error:
-            apply_errors(form, error)
+            save_sections(experiment, forms, changed, by=request.user)
+        except ValidationFailed:
+            pass
         except DomainError as error:
-            return refuse(request, error, reverse("webui:experiment-setup", args=[experiment.pk]))
+            return refuse(request, error, setup_url)
         else:
-            return answer(request, experiment)
-    return answer(request, experiment, {name: form}, status=400)
+            experiment = load_experiment(request, experiment.pk)
+            if then_run:
+                return run_after_save(request, experiment, changed)
+            return saved(request, experiment, changed)
+    if names is not None:
+        # only the posted section keeps its input; the others show what is saved
+        fresh = section_forms(request, experiment)
+        forms = {name: forms[name] if name in names else fresh[name] for name in forms}
+    return render_setup(request, experiment, setup_context(request, experiment, forms=forms), status=400)
+
+
+def saved_note(experiment, changed, problem=None):
+    titles = numbered_setup_steps()
+    return {
+        "at": timezone.now(),
+        "sections": [titles[name].split(" · ", 1)[1].lower() for name in SECTIONS if name in changed],
+        "warnings": ([problem] if problem else []) + scope_warnings(experiment),
+    }
+
+
+def saved(request, experiment, changed, problem=None):
+    """The page after a save, saying what was saved and what still keeps the baseline from running."""
+    note = saved_note(experiment, changed, problem)
+    if request.htmx:
+        return render_setup(request, experiment, setup_context(request, experiment, saved=note))
+    text = "Saved: " + ", ".join(note["sections"]) + "." if note["sections"] else "Nothing changed."
+    messages.success(request, " ".join([text, *note["warnings"]]))
+    return redirect("webui:experiment-setup", pk=experiment.pk)
+
+
+def run_after_save(request, experiment, changed):
+    """Run the baseline on what was just saved; if it cannot run, the page says why."""
+    try:
+        runs.start_baseline_run(experiment, by=request.user)
+    except ValidationFailed as error:
+        problem = " ".join(message for messages_ in error.errors.values() for message in messages_)
+        return saved(request, experiment, changed, problem=f"The baseline did not run: {problem}")
+    except InvalidTransition as error:
+        if error.current != State.DRAFT:
+            return refuse(request, error, reverse("webui:experiment-setup", args=[experiment.pk]))
+        return saved(request, experiment, changed, problem="The baseline did not run: select at least one step and one task first.")
+    except DomainError as error:
+        return refuse(request, error, reverse("webui:experiment-setup", args=[experiment.pk]))
+    url = reverse("webui:experiment-detail", args=[experiment.pk])
+    messages.success(request, "Baseline run started.", extra_tags=RUN_STARTED)
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def render_setup(request, experiment, context, status=200):
+    template = "webui/experiment_setup.html#setup" if request.htmx else "webui/experiment_setup.html"
+    return render(request, template, context, status=status)
 
 
 @require_POST
 @team_member
-def setup_steps(request, pk):
+def setup_save(request, pk):
+    """The page's one Save (and "Run the baseline", which saves first)."""
     experiment = load_experiment(request, pk)
     require_role(request, experiment.team_id)
-    form = StepsForm(request.POST, steps=InferenceStep.objects.filter(application_id=experiment.application_id))
-    return save_section(
-        request, experiment, "steps", form, lambda data: actions.set_scope(experiment, steps=data["steps"], by=request.user)
-    )
+    return save_setup(request, experiment, then_run=request.POST.get("then") == "run")
 
 
-@require_POST
-@team_member
-def setup_tasks(request, pk):
-    experiment = load_experiment(request, pk)
-    require_role(request, experiment.team_id)
-    form = TasksForm(request.POST)
+def section_view(name):
+    """A POST endpoint saving one section alone (for scripts and forms without the page)."""
 
-    def save(data):
-        tasks = Task.objects.filter(application_id=experiment.application_id)
-        if data["mode"] == "tag":
-            tasks = tasks.with_tag(data["tag"])
-        chosen = list(tasks.values_list("pk", flat=True))
-        if data["mode"] == "tag" and not chosen:
-            raise ValidationFailed({"tag": f"No task is tagged {data['tag']!r}."})
-        actions.set_scope(experiment, tasks=chosen, by=request.user)
+    @require_POST
+    @team_member
+    def view(request, pk):
+        experiment = load_experiment(request, pk)
+        require_role(request, experiment.team_id)
+        return save_setup(request, experiment, [name])
 
-    return save_section(request, experiment, "tasks", form, save)
+    view.__name__ = f"setup_{name}"
+    return view
+
+
+setup_details = section_view("details")
+setup_steps = section_view("steps")
+setup_baseline = section_view("baseline")
+setup_settings = section_view("settings")
 
 
 @require_GET
@@ -206,8 +327,11 @@ def pick_tasks(experiment, data, filters, *, by):
         actions.change_task_selection(experiment, remove=[data["remove"]], by=by)
     else:
         matching = list(matching_tasks(experiment, filters).values_list("pk", flat=True))
-        key = "add" if data["bulk"] == "add-matching" else "remove"
-        actions.change_task_selection(experiment, **{key: matching}, by=by)
+        if data["bulk"] == "only-matching":
+            actions.set_scope(experiment, tasks=matching, by=by)
+        else:
+            key = "add" if data["bulk"] == "add-matching" else "remove"
+            actions.change_task_selection(experiment, **{key: matching}, by=by)
 
 
 def refuse_pick(request, experiment, text, filters):
@@ -245,38 +369,3 @@ def setup_task_pick(request, pk):
         return redirect(setup_url(experiment, filters))
     experiment = load_experiment(request, pk)
     return render(request, "webui/experiment_setup.html#task-picker-changed", picker_context(request, experiment, filters))
-
-
-@require_POST
-@team_member
-def setup_baseline(request, pk):
-    experiment = load_experiment(request, pk)
-    require_role(request, experiment.team_id)
-    steps = list(experiment.inference_steps.values_list("external_id", flat=True))
-    form = BaselineForm(request.POST, config=experiment.baseline.config, steps=steps)
-    return save_section(
-        request, experiment, "baseline", form, lambda data: actions.set_baseline_config(experiment, form.baseline_config(), by=request.user)
-    )
-
-
-@require_POST
-@team_member
-def setup_settings(request, pk):
-    experiment = load_experiment(request, pk)
-    require_role(request, experiment.team_id)
-    locked = scope_flags(request, experiment)["locked"]
-    initial = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
-    # After the lock only the fields the domain leaves editable are read from the POST.
-    form = SettingsForm(request.POST, initial=initial, editable=settings_editable(request, experiment, locked))
-    return save_section(
-        request, experiment, "settings", form, lambda data: actions.update_experiment(experiment, by=request.user, **form.changes())
-    )
-
-
-@require_POST
-@team_member
-def setup_details(request, pk):
-    experiment = load_experiment(request, pk)
-    require_role(request, experiment.team_id)
-    form = DetailsForm(request.POST)
-    return save_section(request, experiment, "details", form, lambda data: actions.update_experiment(experiment, by=request.user, **data))
