@@ -231,6 +231,8 @@ WEBHOOK_RETRY_AFTER_MAX_SECONDS = envfloat("WEBHOOK_RETRY_AFTER_MAX_SECONDS", 12
 # DISPATCH_IDLE_SECONDS for retries about to fall due before leaving them to the sweeper.
 DISPATCH_LEASE_SECONDS = envfloat("DISPATCH_LEASE_SECONDS", 30.0)
 DISPATCH_IDLE_SECONDS = envfloat("DISPATCH_IDLE_SECONDS", 15.0)
+# A run started with stop_when_decided looks at its live verdict at most this often (seconds).
+LIVE_LOOK_SECONDS = envfloat("LIVE_LOOK_SECONDS", 0.5)
 # A claimed test is its dispatcher's for 2 × timeout_seconds plus this margin; after
 # that (the worker died mid-request) the sweeper hands it to another dispatcher.
 DISPATCH_TEST_LEASE_MARGIN_SECONDS = envfloat("DISPATCH_TEST_LEASE_MARGIN_SECONDS", 15.0)

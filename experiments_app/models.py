@@ -271,6 +271,10 @@ class Experiment(models.Model):
     evaluators = models.JSONField(default=list, blank=True)
     repetitions = models.PositiveSmallIntegerField(default=1)
     max_error_rate = models.FloatField(default=0.2)
+    # Significance level of every comparison (SPEC §7): intervals at 1 − alpha, Holm at alpha.
+    alpha = models.FloatField(default=0.05)
+    # Non-inferiority margins a variant must hold to ship (SPEC §7 `guardrails`).
+    guardrails = models.JSONField(default=list, blank=True)
     locked_at = models.DateTimeField(null=True, blank=True)
     winner = models.ForeignKey("Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -283,6 +287,7 @@ class Experiment(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(repetitions__gte=1, repetitions__lte=20), name="experiment_repetitions_1_20"),
             models.CheckConstraint(condition=Q(max_error_rate__gte=0, max_error_rate__lte=1), name="experiment_error_rate_0_1"),
+            models.CheckConstraint(condition=Q(alpha__gte=0.001, alpha__lte=0.2), name="experiment_alpha_range"),
         ]
 
     def __str__(self):
@@ -325,16 +330,26 @@ class Variant(models.Model):
     value = models.JSONField(null=True, blank=True)
     # Only the baseline holds a config: {step external_id: {parameter: value}}.
     config = models.JSONField(null=True, blank=True)
+    # The control (SPEC §3): a child of the baseline changing nothing, the noise floor.
+    is_control = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at"]
         constraints = [
             models.UniqueConstraint(fields=["experiment"], condition=Q(parent__isnull=True), name="variant_one_baseline"),
+            models.UniqueConstraint(fields=["experiment"], condition=Q(is_control=True), name="variant_one_control"),
             models.CheckConstraint(
                 condition=(
-                    Q(parent__isnull=True, inference_step__isnull=True, parameter="", config__isnull=False)
-                    | Q(parent__isnull=False, inference_step__isnull=False, parameter__in=list(PARAMETERS), config__isnull=True)
+                    Q(parent__isnull=True, inference_step__isnull=True, parameter="", config__isnull=False, is_control=False)
+                    | Q(
+                        parent__isnull=False,
+                        inference_step__isnull=False,
+                        parameter__in=list(PARAMETERS),
+                        config__isnull=True,
+                        is_control=False,
+                    )
+                    | Q(parent__isnull=False, inference_step__isnull=True, parameter="", config__isnull=True, is_control=True)
                 ),
                 name="variant_baseline_or_one_change",
             ),
@@ -352,8 +367,8 @@ class Variant(models.Model):
         return not self.is_baseline and not has_runs and not has_children
 
     def change(self):
-        """{step, parameter, value} of this variant's one change; None for the baseline."""
-        if self.is_baseline:
+        """{step, parameter, value} of this variant's one change; None for the baseline and the control."""
+        if self.is_baseline or self.is_control:
             return None
         return {"step": self.inference_step.external_id, "parameter": self.parameter, "value": self.value}
 
@@ -397,6 +412,13 @@ class Run(models.Model):
     outcomes = models.JSONField(default=dict, blank=True)
     # Where this run's tests go instead of the application's webhook_url (a preview deployment); empty: the application's.
     webhook_url = models.URLField(max_length=2000, blank=True)
+    # SPEC §3: stop sending once the live verdict is settled; then unsent tests are skipped.
+    stop_when_decided = models.BooleanField(default=False)
+    stopped_early = models.BooleanField(default=False)
+    skipped = models.PositiveIntegerField(default=0)
+    # The always-valid confidence sequence against the baseline while the run goes (SPEC §7
+    # `live`): {"state": stats.live_* state, "baseline_run", "fed": [task ids fed, in order]}.
+    live = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -438,9 +460,10 @@ class Run(models.Model):
         return self.tests.filter(AWAITING_RESULT).aggregate(awaiting=models.Count("pk"), next_due=models.Min("result_due_at"))
 
     def count_tests(self):
-        """{total, passed, failed, errored} counted in one query."""
+        """{total, passed, failed, errored, skipped} counted in one query; total leaves skipped tests out."""
         return self.tests.aggregate(
-            total=models.Count("pk"),
+            total=models.Count("pk", filter=~Q(status=TestStatus.SKIPPED)),
+            skipped=models.Count("pk", filter=Q(status=TestStatus.SKIPPED)),
             passed=models.Count("pk", filter=Q(status=TestStatus.PASSED)),
             failed=models.Count("pk", filter=Q(status=TestStatus.FAILED)),
             errored=models.Count("pk", filter=Q(status=TestStatus.ERRORED)),
@@ -453,9 +476,11 @@ class TestStatus(models.TextChoices):
     PASSED = "passed"
     FAILED = "failed"
     ERRORED = "errored"
+    # Never sent: the run stopped once decided (SPEC §3); left out of every rate.
+    SKIPPED = "skipped"
 
 
-TERMINAL_TEST_STATUSES = (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED)
+TERMINAL_TEST_STATUSES = (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED, TestStatus.SKIPPED)
 OPEN_TEST_STATUSES = (TestStatus.PENDING, TestStatus.DISPATCHED)
 # Accepted with a 202 and waiting for its callback (Test.is_awaiting_result, as a filter).
 AWAITING_RESULT = Q(status=TestStatus.DISPATCHED, result_due_at__isnull=False)

@@ -1,30 +1,52 @@
 """Results of SPEC §7: per-run aggregates, the experiment's results table and run comparison.
 
 A run's tests are read once, by `summarize_run` when the run closes (`store_summary`):
-metric and evaluator figures go to `run.aggregates`, the per-task outcomes (one entry per
-task, kept for comparing any two runs) to `run.outcomes`, and the pairing with the
-baseline's run to `run.aggregates["vs_baseline"]`. The results table reads Run rows
-without their outcomes, so it costs the same few queries and about the same time however
-many tests or variants there are.
+metric and evaluator figures go to `run.aggregates`, the per-task summaries ({task id:
+{passed, n, errored, identical}}, what every paired statistic needs) to `run.outcomes`, and
+a variant's comparison with the baseline's run (`stats.compare`, plus its guardrails) to
+`run.aggregates["vs_baseline"]`, keyed by the baseline run, alpha and guardrails it was
+made with. The results table reads Run rows without their outcomes and judges the stored
+comparisons together (Holm, verdicts, ship: `stats.assess_experiment`), so it costs the
+same few queries however many tests there are; a comparison whose key no longer matches
+(a newer baseline run, another alpha or guardrails) is made again once and stored.
 """
+
+import hashlib
+import json
 
 from django.db.models import OuterRef, Subquery
 
 from experiments_app import stats, step_detail
 from experiments_app.evaluation import evaluator_names
 from experiments_app.models import Run, RunStatus, Test, TestStatus, Variant
+from experiments_app.stats.repetitions import run_pass_at_k
 
 RESULT_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+# compare()'s per-task labels are derived from the outcomes when needed, never stored twice.
+NOT_STORED = ("labels",)
+
+
+def output_digest(has_output, output):
+    """A short digest of a test's output, to tell byte-identical repetitions (None without output)."""
+    if not has_output:
+        return None
+    encoded = json.dumps(output, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
 def summarize_run(run):
     """Aggregates of one run's tests: {"metrics": {name: summary}, "evaluators":
-    {name: {passed, failed, pass_rate}}, "outcomes": {task_id: passed by majority}}.
-    Reads the tests in one query."""
-    metric_values, evaluator_counts, repetitions = {}, {}, {}
+    {name: {passed, failed, pass_rate}}, "outcomes": per-task summaries, "repetitions":
+    {k, flaky, pass_at_k, pass_hat_k, noise…}, "split_half": the run against itself when it
+    has repetitions}. Reads the tests in one query; skipped tests are left out."""
+    metric_values, evaluator_counts, rows = {}, {}, []
     per_step = step_detail.StepAggregator()
-    rows = Test.objects.filter(run_id=run.pk).values_list("task_id", "status", "metrics", "evaluations", "steps")
-    for task_id, status, metrics, evaluations, steps in rows.iterator(chunk_size=2000):
+    tests = (
+        Test.objects.filter(run_id=run.pk)
+        .exclude(status=TestStatus.SKIPPED)
+        .values_list("task_id", "repetition", "status", "metrics", "evaluations", "steps", "has_output", "output")
+    )
+    for task_id, repetition, status, metrics, evaluations, steps, has_output, output in tests.iterator(chunk_size=2000):
         per_step.add(metrics, steps)
         for name, value in metrics.items() if isinstance(metrics, dict) else ():
             if stats.is_number(value):
@@ -35,16 +57,60 @@ def summarize_run(run):
                 counts[0 if evaluation.get("passed") else 1] += 1
         # A test whose task was deleted since cannot be paired with another run's.
         if task_id is not None:
-            repetitions.setdefault(str(task_id), []).append(status == TestStatus.PASSED)
+            passed = status == TestStatus.PASSED
+            rows.append((str(task_id), repetition, passed, status == TestStatus.ERRORED, output_digest(has_output, output)))
+    summaries, per_repetition = stats.summarize_tasks(rows)
     return {
         "metrics": {name: stats.summarize(values) for name, values in sorted(metric_values.items())},
         "evaluators": {
             name: {"passed": passed, "failed": failed, "pass_rate": rate(passed, passed + failed)}
             for name, (passed, failed) in evaluator_counts.items()
         },
-        "outcomes": {task: stats.majority_passed(passes) for task, passes in repetitions.items()},
+        "outcomes": summaries,
+        "repetitions": repetition_figures(summaries),
+        "split_half": stats.split_half(per_repetition, alpha=run.experiment.alpha),
         **per_step.summary(),  # {"steps": per-step detail, "cost": per-test cost}
     }
+
+
+def repetition_figures(summaries):
+    """{k, flaky, pass_at_k, pass_hat_k, between_var, within_var} of one run's task summaries."""
+    noise = stats.baseline_noise(summaries)
+    k = noise["k"] or 1
+    tasks = [summary for summary in summaries.values() if summary["n"] > 0]
+    pass_at, pass_hat = run_pass_at_k(tasks, k)
+    labels = [stats.task_label(summary) for summary in tasks]
+    return {
+        "k": k,
+        "flaky": labels.count("flaky") if k > 1 else None,
+        "pass_at_k": pass_at,
+        "pass_hat_k": pass_hat,
+        "between_var": noise["between_var"],
+        "within_var": noise["within_var"],
+    }
+
+
+def task_summaries(outcomes):
+    """Stored per-task summaries; outcomes stored before repetitions counted ({task: passed}) read as one repetition each."""
+    return {task: stats.task_summary(int(value), 1) if isinstance(value, bool) else value for task, value in (outcomes or {}).items()}
+
+
+def guardrail_data(run):
+    """What guardrails compare, per task (stats.guardrails): {"metrics": {metric: {task: [values]}},
+    "evaluators": {name: {task: [passed, n]}}}, read from the run's tests in one query."""
+    metrics, evaluators = {}, {}
+    tests = Test.objects.filter(run_id=run.pk, task_id__isnull=False).exclude(status=TestStatus.SKIPPED)
+    for task_id, values, evaluations in tests.values_list("task_id", "metrics", "evaluations").iterator(chunk_size=2000):
+        task = str(task_id)
+        for name, value in values.items() if isinstance(values, dict) else ():
+            if stats.is_number(value):
+                metrics.setdefault(name, {}).setdefault(task, []).append(value)
+        for evaluation in evaluations or ():
+            if isinstance(evaluation, dict) and isinstance(evaluation.get("name"), str):
+                counts = evaluators.setdefault(evaluation["name"], {}).setdefault(task, [0, 0])
+                counts[0] += 1 if evaluation.get("passed") else 0
+                counts[1] += 1
+    return {"metrics": metrics, "evaluators": evaluators}
 
 
 def baseline_result_runs(experiment_id):
@@ -56,16 +122,35 @@ def baseline_result_runs(experiment_id):
     )
 
 
+def comparison_key(baseline_run, experiment):
+    return {"run": str(baseline_run.pk), "alpha": experiment.alpha, "guardrails": experiment.guardrails or []}
+
+
+def make_comparison(run, baseline_run, experiment, outcomes=None, baseline_outcomes=None):
+    """The variant run against the baseline run: compare() without its labels, and the
+    experiment's guardrails evaluated (None without guardrails), with the key it was made with."""
+    outcomes = task_summaries(run.outcomes) if outcomes is None else outcomes
+    baseline_outcomes = task_summaries(run_outcomes(baseline_run)) if baseline_outcomes is None else baseline_outcomes
+    comparison = stats.compare(outcomes, baseline_outcomes, alpha=experiment.alpha)
+    for field in NOT_STORED:
+        comparison.pop(field, None)
+    guardrails = None
+    if experiment.guardrails:
+        guardrails = stats.evaluate_guardrails(
+            experiment.guardrails, guardrail_data(run), guardrail_data(baseline_run), alpha=experiment.alpha
+        )
+    return {**comparison_key(baseline_run, experiment), "comparison": comparison, "guardrails": guardrails}
+
+
 def store_summary(run):
-    """Summarize a closed run once and store it: aggregates, per-task outcomes and, for a
-    variant, its pairing with the baseline's latest result run (what the results table shows)."""
+    """Summarize a closed run once and store it: aggregates, per-task summaries and, for a
+    variant, its comparison with the baseline's latest result run (what the results table shows)."""
     summary = summarize_run(run)
     run.outcomes = summary.pop("outcomes")
     if not run.variant.is_baseline:
         baseline_run = baseline_result_runs(run.experiment_id).first()
         if baseline_run is not None:
-            paired = stats.paired_outcomes(run.outcomes, run_outcomes(baseline_run))
-            summary["vs_baseline"] = {"run": str(baseline_run.pk), **paired}
+            summary["vs_baseline"] = make_comparison(run, baseline_run, run.experiment, outcomes=task_summaries(run.outcomes))
     run.aggregates = summary
     run.save(update_fields=["aggregates", "outcomes"])
     return run
@@ -94,14 +179,12 @@ def run_outcomes(run):
     return (run.outcomes or {}) if is_summarized(run) else summarize_run(run)["outcomes"]
 
 
-def stored_pairing(run, other):
-    """The pairing of `run` with `other` stored at close, if `other` is the run it was made with."""
+def stored_comparison(run, baseline_run, experiment):
+    """The comparison with `baseline_run` stored at close, if it was made with today's key."""
     cached = (run.aggregates or {}).get("vs_baseline") if is_summarized(run) else None
-    return cached if cached and cached.get("run") == str(other.pk) else None
-
-
-def paired_runs(run, other):
-    return stored_pairing(run, other) or stats.paired_outcomes(run_outcomes(run), run_outcomes(other))
+    if not cached or "comparison" not in cached:
+        return None
+    return cached if {key: cached.get(key) for key in ("run", "alpha", "guardrails")} == comparison_key(baseline_run, experiment) else None
 
 
 def ordered_evaluators(evaluators, names):
@@ -112,7 +195,8 @@ def ordered_evaluators(evaluators, names):
 
 def experiment_results(experiment):
     """{"baseline": R, "variants": [R, …]} of SPEC §8, one R per variant from its latest
-    succeeded-or-failed run. Two queries, whatever the number of variants or tests."""
+    succeeded-or-failed run, judged together (Holm over the variants, verdicts, guardrails).
+    Two queries when every comparison is stored, whatever the number of variants or tests."""
     latest = (
         Run.objects.real()
         .filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES)
@@ -125,66 +209,103 @@ def experiment_results(experiment):
         .annotate(result_run_id=Subquery(latest))
         .order_by("created_at", "pk")
     )
-    # Without the per-task outcomes: the pairing with the baseline was stored at close.
+    # Without the per-task outcomes: the comparison with the baseline was stored at close.
     runs = Run.objects.defer("outcomes").in_bulk([variant.result_run_id for variant in variants if variant.result_run_id])
     names = evaluator_names(experiment.evaluators)
 
     baseline_variant = next((variant for variant in variants if variant.is_baseline), None)
     baseline_run = runs.get(baseline_variant.result_run_id) if baseline_variant else None
-    pairings = pair_with_baseline(runs.values(), baseline_run)
-    baseline = result_row(baseline_variant, baseline_run, names, baseline_run, pairings) if baseline_variant else None
+    others = [variant for variant in variants if not variant.is_baseline]
+    comparisons = compare_with_baseline([runs[v.result_run_id] for v in others if v.result_run_id], baseline_run, experiment)
+    baseline = result_row(baseline_variant, baseline_run, names, baseline_run, None) if baseline_variant else None
     rows = [
-        result_row(variant, runs.get(variant.result_run_id), names, baseline_run, pairings)
-        for variant in variants
-        if not variant.is_baseline
+        result_row(variant, runs.get(variant.result_run_id), names, baseline_run, comparisons.get(variant.result_run_id))
+        for variant in others
     ]
+    judge_rows(rows, experiment)
     for row in rows:
         row["steps"] = step_detail.with_deltas(row["steps"], baseline["steps"] if baseline else None)
     return {"baseline": baseline, "variants": rows}
 
 
-def pair_with_baseline(runs, baseline_run):
-    """{run id: pairing with baseline_run} for every run but the baseline's: the stored one,
-    or (a run closed before this baseline run, or never summarized) computed from the
-    outcomes, which are then read in one query for all such runs."""
+def compare_with_baseline(runs, baseline_run, experiment):
+    """{run id: comparison with baseline_run} for the given variant runs: the stored one, or
+    (a run closed before this baseline run, with another alpha or guardrails, or never
+    summarized) made again, stored for next time, the outcomes read in one query."""
     if baseline_run is None:
         return {}
-    others = [run for run in runs if run.pk != baseline_run.pk]
-    pairings = {run.pk: stored_pairing(run, baseline_run) for run in others}
-    missing = [run for run in others if pairings[run.pk] is None]
+    comparisons = {run.pk: stored_comparison(run, baseline_run, experiment) for run in runs}
+    missing = [run for run in runs if comparisons[run.pk] is None]
     if missing:
         wanted = [run for run in [baseline_run, *missing] if is_summarized(run)]
         stored = dict(Run.objects.filter(pk__in=[run.pk for run in wanted]).values_list("pk", "outcomes"))
 
         def outcomes(run):
-            return (stored.get(run.pk) or {}) if is_summarized(run) else summarize_run(run)["outcomes"]
+            return task_summaries(stored.get(run.pk) if is_summarized(run) else summarize_run(run)["outcomes"])
 
         base = outcomes(baseline_run)
         for run in missing:
-            pairings[run.pk] = stats.paired_outcomes(outcomes(run), base)
-    return pairings
+            comparisons[run.pk] = made = make_comparison(run, baseline_run, experiment, outcomes(run), base)
+            if is_summarized(run):  # keep it: the next read costs nothing
+                run.aggregates = {**run.aggregates, "vs_baseline": made}
+                Run.objects.filter(pk=run.pk).update(aggregates=run.aggregates)
+    return comparisons
 
 
-def result_row(variant, run, names, baseline_run, pairings):
-    """One R of SPEC §8. Without a result every figure is None and the collections are empty."""
+VERDICT_FIELDS = ("p_value_adjusted", "significant", "tasks_needed", "warnings", "verdict", "ship")
+
+
+def judge_rows(rows, experiment):
+    """Holm over every variant with a comparison (the control included), then each row's
+    verdict, warnings (baseline_drift from the control) and ship (stats.assess_experiment)."""
+    judged = [row for row in rows if not row["is_baseline"]]
+    comparisons = {row["variant"]: row.pop("_comparison", None) for row in judged}
+    control = next((row["variant"] for row in judged if row["is_control"]), None)
+    guardrails = {row["variant"]: row["guardrails"] for row in judged} if experiment.guardrails else None
+    assessed = stats.assess_experiment(comparisons, alpha=experiment.alpha, control=control, guardrails=guardrails)
+    for row in judged:
+        row.update({field: assessed[row["variant"]][field] for field in VERDICT_FIELDS})
+        if comparisons[row["variant"]] is None and row["run"] is not None:
+            row["verdict"] = {"code": "pending", "text": "pending: no comparison yet (the baseline has no result)"}
+
+
+def result_row(variant, run, names, baseline_run, vs_baseline):
+    """One R of SPEC §8 (the verdict fields are filled by `judge_rows`). Without a result every
+    figure is None and the collections are empty."""
     row = {
         "variant": str(variant.pk),
         "name": variant.name,
         "parent": str(variant.parent_id) if variant.parent_id else None,
         "is_baseline": variant.is_baseline,
+        "is_control": variant.is_control,
         "change": variant.change(),
         "run": None,
         "status": None,
         "pass_rate": None,
         "pass_rate_vs_baseline": None,
         "delta_pp": None,
+        "delta_ci_low": None,
+        "delta_ci_high": None,
         "ci_low": None,
         "ci_high": None,
         "p_value": None,
+        "p_value_adjusted": None,
+        "significant": False,
+        "verdict": None if variant.is_baseline else {"code": "pending", "text": "pending: no result yet"},
+        "mde_pp": None,
+        "tasks_needed": None,
         "total": None,
         "passed": None,
         "failed": None,
         "errored": None,
+        "skipped": None,
+        "stopped_early": None,
+        "flaky": None,
+        "pass_at_k": None,
+        "pass_hat_k": None,
+        "warnings": [],
+        "guardrails": [],
+        "ship": None,
         "improved": [],
         "regressed": [],
         "completed_at": None,
@@ -193,12 +314,14 @@ def result_row(variant, run, names, baseline_run, pairings):
         "cost_per_test": None,
         "cost_per_passed": None,
         "steps": {},
+        "noise": None,
     }
     if run is None:
         return row
     aggregates = run_aggregates(run)
     pass_rate = rate(run.passed, run.total)
     ci_low, ci_high = stats.wilson_interval(run.passed, run.total)
+    repetitions = aggregates.get("repetitions") or {}
     row.update(
         run=str(run.pk),
         status=run.status,
@@ -209,10 +332,24 @@ def result_row(variant, run, names, baseline_run, pairings):
         passed=run.passed,
         failed=run.failed,
         errored=run.errored,
+        skipped=run.skipped,
+        stopped_early=run.stopped_early,
+        flaky=repetitions.get("flaky"),
+        pass_at_k=repetitions.get("pass_at_k"),
+        pass_hat_k=repetitions.get("pass_hat_k"),
         completed_at=run.completed_at,
         metrics=dict(sorted(aggregates.get("metrics", {}).items())),
         evaluators=ordered_evaluators(aggregates.get("evaluators", {}), names),
         steps=aggregates.get("steps", {}),
+        noise={
+            "k": repetitions.get("k", 1),
+            "between_var": repetitions.get("between_var"),
+            "within_var": repetitions.get("within_var"),
+            "se": None,
+            "se_floor": None,
+            "split_half": aggregates.get("split_half"),
+            "flip_rate": None,
+        },
         **step_detail.cost_figures(aggregates, run.passed),
     )
     if baseline_run is None:
@@ -221,19 +358,49 @@ def result_row(variant, run, names, baseline_run, pairings):
     if pass_rate is not None and base_rate is not None:
         row["delta_pp"] = (pass_rate - base_rate) * 100
         row["pass_rate_vs_baseline"] = (pass_rate - base_rate) / base_rate if base_rate else None
-    # The baseline compared with itself: delta 0 and change 0 (as its own figures say),
-    # but no p-value and no improved/regressed tasks, since there is nothing to test.
-    if run is not baseline_run:
-        paired = pairings[run.pk]
-        row.update(p_value=paired["p_value"], improved=paired["improved"], regressed=paired["regressed"])
+    if vs_baseline is None:
+        # The baseline compared with itself: delta 0 and change 0 (as its own figures say),
+        # but no p-value and no improved/regressed tasks, since there is nothing to test.
+        return row
+    comparison = vs_baseline["comparison"]
+    if comparison["delta_pp"] is not None:
+        row["delta_pp"] = comparison["delta_pp"]  # paired, over the common tasks
+    row.update(
+        {field: comparison[field] for field in ("delta_ci_low", "delta_ci_high", "p_value", "mde_pp", "improved", "regressed")},
+        guardrails=vs_baseline["guardrails"] or [],
+        _comparison=comparison,
+    )
+    row["noise"].update(se=comparison.get("se"), se_floor=comparison.get("se_floor"), test=comparison.get("test"))
+    row["noise"].update(ci_method=comparison.get("ci_method"), common=comparison.get("common"))
+    if variant.is_control:
+        row["noise"]["flip_rate"] = comparison_flip_rate(comparison)
     return row
+
+
+def comparison_flip_rate(comparison):
+    """Share of common tasks whose outcome differs between the two runs (k = 1: the discordance)."""
+    if comparison.get("discordance") is not None:
+        return comparison["discordance"]
+    common = comparison.get("common") or 0
+    return (comparison.get("b", 0) + comparison.get("c", 0)) / common if common else None
+
+
+def run_labels(run):
+    """{task id: stable_pass | stable_fail | flaky} of one run's tasks."""
+    return {task: stats.task_label(summary) for task, summary in task_summaries(run_outcomes(run)).items() if summary["n"] > 0}
 
 
 def compare_runs(new_run, old_run):
     """SPEC §7's comparison of two runs: {new_run, old_run, common, new_only, old_only
-    (task counts), improved, regressed (task ids), p_value, metrics: {name: {old, new, delta}}}."""
+    (task counts), improved, regressed (task ids), p_value, delta_pp, delta_ci_low,
+    delta_ci_high, metrics: {name: {old, new, delta}}}, at the experiment's alpha."""
     new, old = run_aggregates(new_run), run_aggregates(old_run)
-    paired = paired_runs(new_run, old_run)
+    experiment = new_run.experiment
+    cached = stored_comparison(new_run, old_run, experiment)
+    if cached is not None:
+        paired = cached["comparison"]
+    else:
+        paired = stats.compare(task_summaries(run_outcomes(new_run)), task_summaries(run_outcomes(old_run)), alpha=experiment.alpha)
     new_metrics, old_metrics = new.get("metrics", {}), old.get("metrics", {})
     metrics = {}
     for name in sorted(new_metrics.keys() | old_metrics.keys()):
@@ -250,5 +417,23 @@ def compare_runs(new_run, old_run):
         "improved": paired["improved"],
         "regressed": paired["regressed"],
         "p_value": paired["p_value"],
+        "delta_pp": paired["delta_pp"],
+        "delta_ci_low": paired["delta_ci_low"],
+        "delta_ci_high": paired["delta_ci_high"],
+        "test": paired.get("test"),
         "metrics": metrics,
     }
+
+
+def tasks_labelled(run, label):
+    """The task ids of the run with `label` (api ?label=): stable_pass, stable_fail and flaky
+    from the run's own repetitions; improved and regressed against the baseline's latest result."""
+    if label in ("improved", "regressed"):
+        baseline_run = baseline_result_runs(run.experiment_id).first()
+        if baseline_run is None or baseline_run.pk == run.pk:
+            return []
+        made = stored_comparison(run, baseline_run, run.experiment) or make_comparison(
+            run, baseline_run, run.experiment, task_summaries(run_outcomes(run))
+        )
+        return made["comparison"][label]
+    return [task for task, task_label in run_labels(run).items() if task_label == label]

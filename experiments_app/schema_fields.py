@@ -122,10 +122,17 @@ def variant_body(name, parameter):
     return type(f"{title}VariantCreate", (serializers.Serializer,), fields)
 
 
+class ControlVariantCreate(serializers.Serializer):
+    """The control variant (SPEC §3): the baseline configuration run again, the noise floor."""
+
+    is_control = serializers.ChoiceField(choices=[True], help_text="true: add the control (at most one per experiment).")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
 VARIANT_CREATE_SCHEMA = PolymorphicProxySerializer(
     component_name="VariantCreate",
-    serializers={name: variant_body(name, parameter) for name, parameter in PARAMETERS.items()},
-    resource_type_field_name="parameter",
+    serializers=[*(variant_body(name, parameter) for name, parameter in PARAMETERS.items()), ControlVariantCreate],
+    resource_type_field_name=None,
 )
 
 

@@ -26,7 +26,7 @@ from experiments_app.models import (
     Variant,
 )
 from experiments_app.overrides import PARAMETERS
-from experiments_app.runs import pull
+from experiments_app.runs import live, pull
 from experiments_app.schema_fields import ConfigField, EvaluatorField, MetricsField, StepConfigField, WebhookUrlField
 from experiments_app.states import State
 
@@ -202,6 +202,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "evaluators",
             "repetitions",
             "max_error_rate",
+            "alpha",
+            "guardrails",
             "baseline",
             "locked_at",
             "winner",
@@ -237,6 +239,14 @@ class ExperimentUpdateSerializer(serializers.Serializer):
     evaluators = serializers.ListField(child=EvaluatorField(child=AnyJSONField()), required=False, max_length=100)
     repetitions = serializers.IntegerField(min_value=1, max_value=20, required=False)
     max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    alpha = serializers.FloatField(min_value=0.001, max_value=0.2, required=False, help_text="Significance level of every comparison.")
+    guardrails = serializers.ListField(
+        child=serializers.DictField(child=AnyJSONField()),
+        required=False,
+        max_length=20,
+        help_text="Non-inferiority margins (SPEC §7): {name?, metric, statistic: mean|p95, margin, higher_is_better?} "
+        "or {name?, evaluator, margin_pp}.",
+    )
 
 
 class BaselineSerializer(serializers.Serializer):
@@ -282,6 +292,7 @@ class VariantSerializer(serializers.ModelSerializer):
             "parent",
             "name",
             "is_baseline",
+            "is_control",
             "inference_step",
             "parameter",
             "value",
@@ -307,6 +318,18 @@ class VariantCreateSerializer(serializers.Serializer):
     parameter = serializers.ChoiceField(choices=list(PARAMETERS))
     value = AnyJSONField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class ControlCreateSerializer(serializers.Serializer):
+    is_control = serializers.BooleanField()
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+    def validate_is_control(self, value):
+        if value is not True:
+            raise serializers.ValidationError(
+                "Only true: a variant that changes something names parent, inference_step, parameter and value."
+            )
+        return value
 
 
 # ---------------------------------------------------------------- pull mode (SPEC §8)
@@ -403,10 +426,23 @@ class StepAggregateSerializer(serializers.Serializer):
     delta = StepDeltaSerializer(required=False, help_text="Against the baseline's same step (variants only).")
 
 
+class LiveSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="Tasks compared so far.")
+    total = serializers.IntegerField()
+    delta_pp = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    decided = serializers.ChoiceField(choices=["better", "worse"], allow_null=True)
+
+
 class RunSerializer(serializers.ModelSerializer):
     webhook_url = serializers.CharField(read_only=True, help_text="Where this run's tests were sent; empty: the application's webhook_url.")
     dry_run = serializers.BooleanField(help_text="A dry run (variants/{id}/dry-run/): outside the lifecycle, never a result.")
     steps = serializers.SerializerMethodField(help_text="Per inference step over the run's tests; stored when the run ends.")
+    live = serializers.SerializerMethodField(
+        help_text="A variant run's always-valid confidence sequence on the paired difference with the baseline (SPEC §7); "
+        "null for the baseline, dry runs and without a baseline result."
+    )
 
     class Meta:
         model = Run
@@ -420,13 +456,21 @@ class RunSerializer(serializers.ModelSerializer):
             "passed",
             "failed",
             "errored",
+            "skipped",
+            "stop_when_decided",
+            "stopped_early",
             "started_at",
             "completed_at",
             "created_at",
             "webhook_url",
             "steps",
+            "live",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(LiveSerializer(allow_null=True))
+    def get_live(self, run):
+        return live.summary(run)
 
     @extend_schema_field(serializers.DictField(child=StepAggregateSerializer()))
     def get_steps(self, run):
@@ -518,10 +562,24 @@ class VariantRunSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="Send this run's tests here instead of the application's webhook_url (e.g. a preview deployment); same SSRF rules.",
     )
+    stop_when_decided = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Stop sending new tests once the always-valid verdict against the baseline is settled; unsent tests are skipped.",
+    )
+
+
+TEST_LABELS = ("stable_pass", "stable_fail", "flaky", "improved", "regressed")
 
 
 class TestQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TestStatus.choices, required=False)
+    label = serializers.ChoiceField(
+        choices=TEST_LABELS,
+        required=False,
+        help_text="The tests of tasks with this label: stable_pass, stable_fail, flaky (over the task's repetitions), "
+        "improved or regressed (against the baseline).",
+    )
 
 
 class RunQuerySerializer(serializers.Serializer):
@@ -548,6 +606,45 @@ class EvaluatorSummarySerializer(serializers.Serializer):
     passed = serializers.IntegerField()
     failed = serializers.IntegerField()
     pass_rate = serializers.FloatField(allow_null=True)
+
+
+class VerdictSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["better", "worse", "no_difference", "inconclusive", "pending"])
+    text = serializers.CharField()
+
+
+class WarningSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["error_rate_mismatch", "identical_repetitions", "baseline_drift"])
+    detail = serializers.CharField()
+
+
+class GuardrailResultSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    baseline = serializers.FloatField(allow_null=True)
+    variant = serializers.FloatField(allow_null=True)
+    delta = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    non_inferior = serializers.BooleanField()
+
+
+class SplitHalfSerializer(serializers.Serializer):
+    common = serializers.IntegerField()
+    delta_pp = serializers.FloatField(allow_null=True)
+    delta_ci_low = serializers.FloatField(allow_null=True)
+    delta_ci_high = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    flip_rate = serializers.FloatField(allow_null=True)
+
+
+class NoiseSerializer(serializers.Serializer):
+    k = serializers.IntegerField(help_text="Repetitions per task.")
+    between_var = serializers.FloatField(allow_null=True, help_text="Variance of the tasks' true pass rates.")
+    within_var = serializers.FloatField(allow_null=True, help_text="Per-repetition variance within a task.")
+    se = serializers.FloatField(allow_null=True, required=False, help_text="Standard error of delta (fraction).")
+    se_floor = serializers.FloatField(allow_null=True, required=False, help_text="The standard error more repetitions cannot beat.")
+    split_half = SplitHalfSerializer(allow_null=True, help_text="The run against itself: repetitions split in two halves (k ≥ 2).")
+    flip_rate = serializers.FloatField(allow_null=True, help_text="The control: share of tasks whose outcome differs from the baseline.")
 
 
 class ResultSerializer(serializers.Serializer):
@@ -578,6 +675,23 @@ class ResultSerializer(serializers.Serializer):
         allow_null=True, help_text="What the run spent (USD, as reported) per passed test; null without a reported cost or a passed test."
     )
     steps = serializers.DictField(child=StepAggregateSerializer(), help_text="Per inference step, with deltas against the baseline.")
+    is_control = serializers.BooleanField(help_text="The control variant: the baseline configuration run again (SPEC §3).")
+    delta_ci_low = serializers.FloatField(allow_null=True, help_text="(1 − alpha) interval of the paired delta_pp.")
+    delta_ci_high = serializers.FloatField(allow_null=True)
+    p_value_adjusted = serializers.FloatField(allow_null=True, help_text="Holm-adjusted over every variant compared with the baseline.")
+    significant = serializers.BooleanField(help_text="p_value_adjusted < alpha.")
+    verdict = VerdictSerializer(allow_null=True, help_text="null for the baseline.")
+    mde_pp = serializers.FloatField(allow_null=True, help_text="The smallest difference (pp) this comparison detects with 80% power.")
+    tasks_needed = serializers.IntegerField(allow_null=True, help_text="Tasks needed to detect the observed difference with 80% power.")
+    flaky = serializers.IntegerField(allow_null=True, help_text="Tasks that passed in some but not all repetitions (null at k = 1).")
+    pass_at_k = serializers.FloatField(allow_null=True)
+    pass_hat_k = serializers.FloatField(allow_null=True)
+    warnings = WarningSerializer(many=True)
+    guardrails = GuardrailResultSerializer(many=True)
+    ship = serializers.BooleanField(allow_null=True, help_text="Better and non-inferior on every guardrail; null without guardrails.")
+    stopped_early = serializers.BooleanField(allow_null=True)
+    skipped = serializers.IntegerField(allow_null=True)
+    noise = NoiseSerializer(allow_null=True, help_text="Noise of the comparison (beyond SPEC §7): variance split, SE floor, A/A figures.")
 
 
 class ResultsSerializer(serializers.Serializer):
@@ -600,6 +714,9 @@ class CompareSerializer(serializers.Serializer):
     improved = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went fail → pass.")
     regressed = serializers.ListField(child=serializers.UUIDField(), help_text="Task ids that went pass → fail.")
     p_value = serializers.FloatField(allow_null=True)
+    delta_pp = serializers.FloatField(allow_null=True, help_text="Paired difference of pass rates over the common tasks (pp).")
+    delta_ci_low = serializers.FloatField(allow_null=True)
+    delta_ci_high = serializers.FloatField(allow_null=True)
     metrics = serializers.DictField(child=MetricDeltaSerializer())
 
 
@@ -723,11 +840,6 @@ class GateQuerySerializer(serializers.Serializer):
     alpha = serializers.FloatField(
         min_value=0.001, max_value=0.2, required=False, help_text="Significance level; default the experiment's."
     )
-
-
-class VerdictSerializer(serializers.Serializer):
-    code = serializers.ChoiceField(choices=["better", "worse", "no_difference", "inconclusive", "pending"])
-    text = serializers.CharField()
 
 
 class GateSerializer(serializers.Serializer):

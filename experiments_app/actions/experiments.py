@@ -1,7 +1,9 @@
 """Experiment lifecycle, scope, baseline config and the variant tree."""
 
+import math
+
 import regex
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -12,7 +14,11 @@ from experiments_app.events import emit
 from experiments_app.models import Experiment, InferenceStep, Run, RunStatus, Task, Transition, Variant
 from experiments_app.states import SCOPE_EDITABLE, State
 
-EDITABLE_WHEN_LOCKED = {"name", "description", "max_error_rate"}
+# What decides, not what is measured: alpha and guardrails re-judge stored results, so they stay editable.
+EDITABLE_WHEN_LOCKED = {"name", "description", "max_error_rate", "alpha", "guardrails"}
+ALPHA_RANGE = (0.001, 0.2)
+GUARDRAIL_STATISTICS = ("mean", "p95")
+MAX_GUARDRAILS = 20
 
 
 def user_or_none(by):
@@ -199,6 +205,17 @@ def update_experiment(experiment, *, by=None, **changes):
         value = changes["max_error_rate"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             errors["max_error_rate"] = "Must be a number from 0 to 1."
+    if "alpha" in changes:
+        value = changes["alpha"]
+        low, high = ALPHA_RANGE
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            errors["alpha"] = f"Must be a number from {low} to {high}."
+    if "guardrails" in changes:
+        problem = guardrails_error(changes["guardrails"])
+        if problem:
+            errors["guardrails"] = problem
+        else:
+            changes["guardrails"] = normalized_guardrails(changes["guardrails"])
     if errors:
         raise ValidationFailed(errors)
     if "evaluators" in changes:
@@ -216,6 +233,59 @@ def update_experiment(experiment, *, by=None, **changes):
         if changes:
             experiment.save(update_fields=[*changes, "updated_at"])
     return experiment
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def guardrail_error(index, spec):
+    """What is wrong with one guardrail of SPEC §7, as a sentence; None when it is well formed."""
+    where = f"Guardrail {index + 1}"
+    if not isinstance(spec, dict):
+        return f"{where} must be an object."
+    if "name" in spec and (not isinstance(spec["name"], str) or len(spec["name"]) > 200):
+        return f"{where}: name must be a string of at most 200 characters."
+    if ("metric" in spec) == ("evaluator" in spec):
+        return f"{where} names either a metric or an evaluator."
+    if "metric" in spec:
+        unknown = set(spec) - {"name", "metric", "statistic", "margin", "higher_is_better"}
+        if unknown:
+            return f"{where}: unknown field(s) {', '.join(sorted(unknown))}."
+        if not isinstance(spec["metric"], str) or not spec["metric"].strip():
+            return f"{where}: metric must be a metric name."
+        if spec.get("statistic") not in GUARDRAIL_STATISTICS:
+            return f"{where}: statistic must be one of {', '.join(GUARDRAIL_STATISTICS)}."
+        if not _number(spec.get("margin")) or spec["margin"] < 0:
+            return f"{where}: margin must be a number ≥ 0 (in the metric's units)."
+        if not isinstance(spec.get("higher_is_better", False), bool):
+            return f"{where}: higher_is_better must be true or false."
+        return None
+    unknown = set(spec) - {"name", "evaluator", "margin_pp"}
+    if unknown:
+        return f"{where}: unknown field(s) {', '.join(sorted(unknown))}."
+    if not isinstance(spec["evaluator"], str) or not spec["evaluator"].strip():
+        return f"{where}: evaluator must be an evaluator name."
+    if not _number(spec.get("margin_pp")) or not 0 <= spec["margin_pp"] <= 100:
+        return f"{where}: margin_pp must be a number from 0 to 100."
+    return None
+
+
+def guardrails_error(guardrails):
+    if not isinstance(guardrails, list):
+        return "Must be a list of guardrails."
+    if len(guardrails) > MAX_GUARDRAILS:
+        return f"At most {MAX_GUARDRAILS} guardrails."
+    for index, spec in enumerate(guardrails):
+        problem = guardrail_error(index, spec)
+        if problem:
+            return problem
+    return None
+
+
+def normalized_guardrails(guardrails):
+    """Each metric guardrail with its default `higher_is_better` written out."""
+    return [{**spec, "higher_is_better": spec.get("higher_is_better", False)} if "metric" in spec else dict(spec) for spec in guardrails]
 
 
 def set_baseline_config(experiment, config, *, by=None):
@@ -240,7 +310,8 @@ def variant_changes(variant):
     chain = []
     node = variant
     while node is not None and node.parent_id is not None:
-        chain.append((node.inference_step.external_id, node.parameter, node.value))
+        if not node.is_control:  # the control changes nothing
+            chain.append((node.inference_step.external_id, node.parameter, node.value))
         node = node.parent
     return list(reversed(chain))
 
@@ -282,6 +353,20 @@ def create_variant(experiment, *, parent, inference_step, parameter, value, name
     return Variant.objects.create(
         experiment=experiment, parent=parent, name=name[:200], inference_step=step, parameter=parameter, value=value
     )
+
+
+def create_control_variant(experiment, *, name="", by=None):
+    """Add the control (SPEC §3): a child of the baseline changing nothing, to measure the
+    noise floor. At most one per experiment; Conflict when there is one or variants cannot be
+    created now."""
+    if not experiment.can_branch():
+        raise Conflict(f"Variants can be created once the baseline has results (status is {experiment.status}).")
+    name = (name or "").strip()[:200] or "control (baseline again)"
+    try:
+        with transaction.atomic():
+            return Variant.objects.create(experiment=experiment, parent=experiment.baseline, name=name, is_control=True)
+    except IntegrityError:
+        raise Conflict("This experiment already has a control variant.") from None
 
 
 def delete_variant(variant):

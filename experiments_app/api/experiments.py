@@ -16,6 +16,7 @@ from experiments_app.schema_fields import VARIANT_CREATE_SCHEMA
 from experiments_app.serializers import (
     BaselineSerializer,
     CompleteSerializer,
+    ControlCreateSerializer,
     DryRunSerializer,
     ExperimentCreateSerializer,
     ExperimentQuerySerializer,
@@ -246,6 +247,10 @@ class VariantViewSet(ApiViewSet):
     @extend_schema(request=VARIANT_CREATE_SCHEMA, responses={201: VariantSerializer})
     def create(self, request, id):
         experiment = self.load_experiment(id, Role.EDITOR)
+        if isinstance(request.data, dict) and "is_control" in request.data:
+            control = validated(ControlCreateSerializer, request.data)
+            variant = actions.create_control_variant(experiment, name=control.get("name", ""), by=request.user)
+            return variant_response(variant, status_code=status.HTTP_201_CREATED)
         data = validated(VariantCreateSerializer, request.data)
         parent = experiment.variants.filter(pk=data["parent"]).first()
         if parent is None:
@@ -274,7 +279,9 @@ class VariantViewSet(ApiViewSet):
     def run(self, request, id):
         variant = self.load(id, Role.EDITOR)
         data = validated(VariantRunSerializer, request.data or {})
-        run = runs.start_variant_run(variant, by=request.user, webhook_url=data.get("webhook_url", ""))
+        run = runs.start_variant_run(
+            variant, by=request.user, webhook_url=data.get("webhook_url", ""), stop_when_decided=data.get("stop_when_decided", False)
+        )
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

@@ -61,9 +61,11 @@ class RunViewSet(ApiViewSet):
     def list(self, request, id):
         run = self.load(id)
         tests = test_queryset().filter(run=run).order_by("task_external_id", "repetition", "pk")
-        wanted = query(request, TestQuerySerializer).get("status")
-        if wanted:
-            tests = tests.filter(status=wanted)
+        filters = query(request, TestQuerySerializer)
+        if filters.get("status"):
+            tests = tests.filter(status=filters["status"])
+        if filters.get("label"):
+            tests = tests.filter(task_id__in=results.tasks_labelled(run, filters["label"]))
         return self.paginated(tests, TestSerializer, scope=list(run.config or {}))
 
     @extend_schema(request=None, responses=RunSerializer)

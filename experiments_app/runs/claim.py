@@ -74,7 +74,7 @@ def next_due_at(application_id):
 
 def active_runs(run_ids):
     """Those of `run_ids` whose run is still active (not cancelled): checked right before sending."""
-    return set(Run.objects.filter(pk__in=run_ids, status__in=ACTIVE_RUN_STATUSES).values_list("pk", flat=True))
+    return set(Run.objects.filter(pk__in=run_ids, status__in=ACTIVE_RUN_STATUSES, stopped_early=False).values_list("pk", flat=True))
 
 
 # --- claiming -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from django.utils import timezone
 from experiments_app import jsonlimits, webhooks
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Run, Test, TestStatus
-from experiments_app.runs import health, policy, state, throttle
+from experiments_app.runs import health, live, policy, state, throttle
 from experiments_app.runs.claim import (
     acquire_lease,
     active_runs,
@@ -214,17 +214,25 @@ class Dispatcher:
             # worker again, no other test loses an attempt with it.
             self.isolated = batch[0].pk
             self.hand_back()
+        stopped = []
         for test in batch:
             if test.run_id in active:
                 sender.submit(self.job(test))
                 self.sending += 1
-            elif test.pk == self.isolated:
-                self.isolated = None
+            else:
+                stopped.append(test.pk)
+                if test.pk == self.isolated:
+                    self.isolated = None
+        # A run that stopped once decided sends nothing more: its claimed tests are skipped.
+        for run_id in state.skip_claimed(stopped, timezone.now()) if stopped else ():
+            complete_if_done(run_id)
 
     def hand_back(self):
         if self.waiting:
-            state.hand_back([test.pk for test in self.waiting])
+            stopped = state.hand_back([test.pk for test in self.waiting])
             self.waiting.clear()
+            for run_id in stopped:
+                complete_if_done(run_id)
 
     def keep_lease(self):
         if time.monotonic() - self.renewed_at < settings.DISPATCH_LEASE_SECONDS / 3:
@@ -295,7 +303,9 @@ class Dispatcher:
             elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
                 self.limit.on_success()
         self.show_limit()
-        for run_id in record_outcomes(outcomes, self.application, self.evaluators, self.max_attempts):
+        ended = record_outcomes(outcomes, self.application, self.evaluators, self.max_attempts)
+        live.note_progress(ended)  # a run that stops when decided may stop now
+        for run_id in ended:
             complete_if_done(run_id)
         if health.note_outcomes(self.application.pk, outcomes, timezone.now()):
             self.disabled = True

@@ -9,7 +9,7 @@ from django.utils import timezone
 from experiments_app import jsonlimits, step_detail
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
 from experiments_app.models import ACTIVE_RUN_STATUSES, RunStatus, Test
-from experiments_app.runs import state
+from experiments_app.runs import live, state
 from experiments_app.runs.complete import complete_if_done
 
 logger = logging.getLogger(__name__)
@@ -118,5 +118,6 @@ def record_result(test_id, data, *, source="callback"):
     flagged = step_detail.out_of_scope(parsed["steps"], run.config)
     if flagged:
         logger.warning("result for test %s reports steps outside the run's scope (kept, flagged): %s", test.pk, ", ".join(flagged))
+    live.note_progress([run.pk])  # a run that stops when decided may stop now
     complete_if_done(run.pk)
     return test

@@ -27,6 +27,7 @@ from experiments_app.errors import Conflict, NotFound
 from experiments_app.models import Application, DeliveryAttempt, Run, TestStatus
 from experiments_app.runs import state
 from experiments_app.runs.claim import active_runs, application_tests, claim_tests, due_filter
+from experiments_app.runs.complete import complete_if_done
 
 MAX_ITEMS = 100
 DEFAULT_ITEMS = 10
@@ -64,10 +65,12 @@ def lease_tests(application_id, limit, lease_seconds):
         claimed = claim_tests(application, room, lease_seconds=lease_seconds)
         leased = offerable(claimed)
         kept = {test.pk for test in leased}
-        state.hand_back([test.pk for test in claimed if test.pk not in kept])
+        stopped = state.hand_back([test.pk for test in claimed if test.pk not in kept])
         DeliveryAttempt.objects.bulk_create(
             DeliveryAttempt(test_id=test.pk, number=test.attempts, started_at=test.dispatched_at, pulled=True) for test in leased
         )
+    for run_id in stopped:  # a run that stopped once decided: its claimed tests were skipped
+        complete_if_done(run_id)
     return leased
 
 

@@ -30,7 +30,9 @@ from experiments_app.states import State
 DISPATCH_TASK = "experiments_app.tasks.dispatch_application"
 
 
-def create_run(experiment, variant, config, *, by=None, webhook_url="", tasks=None, repetitions=None, dry_run=False):
+def create_run(
+    experiment, variant, config, *, by=None, webhook_url="", tasks=None, repetitions=None, dry_run=False, stop_when_decided=False
+):
     """Insert the run and its tests (tasks × repetitions, with task snapshots) in bulk: the
     experiment's selected tasks and repetitions unless `tasks` ((pk, external_id, input,
     expected) rows) and `repetitions` are given. `webhook_url` replaces the application's for this run.
@@ -49,12 +51,17 @@ def create_run(experiment, variant, config, *, by=None, webhook_url="", tasks=No
                 config=config,
                 webhook_url=webhook_url or "",
                 dry_run=dry_run,
+                stop_when_decided=stop_when_decided,
                 created_by=by if getattr(by, "pk", None) else None,
             )
     except IntegrityError:
         raise states.InvalidTransition(experiment.status, experiment.status, "Another run of this experiment is already active.") from None
     if tasks is None:
         tasks = list(experiment.tasks.values_list("pk", "external_id", "input", "expected"))
+        if not variant.is_baseline:
+            # Tasks go out in random order (a task's repetitions together): the live confidence
+            # sequence covers the mean difference when tasks arrive in random order.
+            random.shuffle(tasks)
     tests = [
         Test(run=run, task_id=pk, repetition=repetition, task_external_id=external_id, task_input=task_input, task_expected=expected)
         for pk, external_id, task_input, expected in tasks
@@ -92,11 +99,12 @@ def start_baseline_run(experiment, *, by=None):
     return run
 
 
-def start_variant_run(variant, *, by=None, webhook_url=""):
+def start_variant_run(variant, *, by=None, webhook_url="", stop_when_decided=False):
     """Run a variant (never the baseline): baseline_complete/idle → running_variant.
     `webhook_url`, when given, replaces the application's for this run only (a preview
-    deployment), under the same SSRF rules. Returns the queued run; raises InvalidTransition
-    (409) otherwise, ValidationFailed naming `webhook_url` for a refused URL."""
+    deployment), under the same SSRF rules; with `stop_when_decided` the run stops sending
+    once its live verdict is settled (SPEC §3). Returns the queued run; raises
+    InvalidTransition (409) otherwise, ValidationFailed naming `webhook_url` for a refused URL."""
     if webhook_url:
         webhooks.check_webhook_url(webhook_url)
     with transaction.atomic():
@@ -105,7 +113,9 @@ def start_variant_run(variant, *, by=None, webhook_url=""):
         if variant.is_baseline:
             raise states.InvalidTransition(experiment.status, State.RUNNING_VARIANT, "The baseline runs only through run-baseline.")
         apply_transition(experiment, State.RUNNING_VARIANT, by=by)
-        run = create_run(experiment, variant, variant_effective_config(variant), by=by, webhook_url=webhook_url)
+        run = create_run(
+            experiment, variant, variant_effective_config(variant), by=by, webhook_url=webhook_url, stop_when_decided=stop_when_decided
+        )
         wake_dispatcher(experiment.application_id)
     return run
 

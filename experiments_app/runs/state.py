@@ -11,7 +11,8 @@ counts; `error_tests` ends many tests at once by query.
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.utils import timezone
 
 from experiments_app.evaluation import evaluate
 from experiments_app.models import TERMINAL_TEST_STATUSES, DeliveryAttempt, Run, Test, TestStatus
@@ -107,7 +108,7 @@ def await_result(test, now, result_timeout_seconds):
 def add_counts(run_id, statuses):
     """Add terminal test outcomes to the run's live counters (exact: each test ends once)."""
     fields = {}
-    for status in TERMINAL_TEST_STATUSES:
+    for status in (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED):
         count = sum(1 for item in statuses if item == status)
         if count:
             fields[status.value] = F(status.value) + count
@@ -195,9 +196,49 @@ def error_tests(queryset, reason, now, *, limit=None, skip_locked=True):
     return set(by_run)
 
 
+SKIPPED_ERROR = "Not sent: the run stopped once its verdict was decided."
+
+
+def skip_tests(tests, now):
+    """End the unsent tests of `tests` as skipped (a queryset of pending tests, or of tests
+    claimed but never sent), counting them apart on their runs. Returns {run id: count}."""
+    with transaction.atomic():
+        rows = list(tests.select_for_update(of=("self",)).values_list("pk", "run_id", "status"))
+        if not rows:
+            return {}
+        claimed = [pk for pk, _, status in rows if status == TestStatus.DISPATCHED]
+        if claimed:  # claimed, never sent: the attempt was not made
+            Test.objects.filter(pk__in=claimed).update(attempts=F("attempts") - 1)
+        Test.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+            status=TestStatus.SKIPPED, error=SKIPPED_ERROR, completed_at=now, dispatched_at=None, **NOTHING_PENDING
+        )
+        by_run = {}
+        for _, run_id, _ in rows:
+            by_run[run_id] = by_run.get(run_id, 0) + 1
+        for run_id, count in by_run.items():
+            Run.objects.filter(pk=run_id).update(skipped=F("skipped") + count, total=F("total") - count)
+    return by_run
+
+
+def skip_pending(run_id, now):
+    """Stop a run that has decided (SPEC §3): it is marked stopped_early and its tests not yet
+    sent become skipped — terminal, counted apart and left out of every rate. Tests in flight
+    or waiting for their callback finish normally. Returns how many were skipped."""
+    with transaction.atomic():
+        Run.objects.filter(pk=run_id).update(stopped_early=True)
+        return skip_tests(Test.objects.filter(run_id=run_id, status=TestStatus.PENDING), now).get(run_id, 0)
+
+
+def skip_claimed(test_ids, now):
+    """Claimed tests of stopped runs that a dispatcher will not send: skipped. Returns the run ids."""
+    unsent = Q(status=TestStatus.PENDING) | Q(status=TestStatus.DISPATCHED, accepted_at__isnull=True)
+    return set(skip_tests(Test.objects.filter(unsent, pk__in=list(test_ids), run__stopped_early=True), now))
+
+
 def hand_back(test_ids):
     """Return claimed tests that were never sent to the queue, as if never claimed: pending,
     due now, without a lease and without the attempt they did not make."""
     Test.objects.filter(pk__in=test_ids, status=TestStatus.DISPATCHED, accepted_at__isnull=True).update(
         status=TestStatus.PENDING, lease_until=None, next_attempt_at=None, dispatched_at=None, attempts=F("attempts") - 1
     )
+    return skip_claimed(test_ids, timezone.now())  # a stopped run sends them no more

@@ -19,6 +19,8 @@ EXPERIMENT_FIELDS = {
     "evaluators",
     "repetitions",
     "max_error_rate",
+    "alpha",
+    "guardrails",
     "baseline",
     "locked_at",
     "winner",
