@@ -24,7 +24,6 @@ from experiments_app.runs import state
 from experiments_app.runs.complete import complete_if_done
 
 
-
 def finished_tasks(run_id):
     """[(task id, passed, ran)] of the run's tasks whose tests are all terminal (and not all
     skipped), in the order their last test ended."""
