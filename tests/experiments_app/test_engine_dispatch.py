@@ -288,3 +288,26 @@ def test_dispatching_an_application_without_due_tests_sends_nothing(receiver):
     make_ready_experiment(n_tasks=2, application=application)
     assert runs.dispatch_application(application.pk) == 1
     assert receiver.requests == []
+
+
+def test_a_variant_run_that_stops_when_decided_sends_no_more_tests(receiver, settings):
+    """Baseline fails every task, the variant passes every one: the live sequence settles
+    `better` early; the dispatcher stops sending and the unsent tests are skipped (SPEC §3)."""
+    settings.LIVE_LOOK_SECONDS = 0
+    receiver.handler = lambda received, count: Reply(200, {"output": "wrong"})
+    baseline_run = start_baseline(receiver.url, n_tasks=80, max_concurrency=2)
+    dispatch(baseline_run)
+    experiment = Run.objects.get(pk=baseline_run.pk).experiment
+    assert experiment.status == State.BASELINE_COMPLETE
+    receiver.handler = answer_expected
+    variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3)
+    run = runs.start_variant_run(variant, stop_when_decided=True)
+    sent_before = len(receiver.requests)
+    dispatch(run)
+    run.refresh_from_db()
+    sent = len(receiver.requests) - sent_before
+    assert run.status == RunStatus.SUCCEEDED and run.stopped_early
+    assert run.skipped == 80 - sent and sent < 40, (sent, run.skipped)
+    assert run.total == run.passed == sent
+    assert Test.objects.filter(run=run, status=Status.SKIPPED).count() == run.skipped
+    assert run.live["state"]["done"] <= sent
