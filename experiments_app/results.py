@@ -34,7 +34,7 @@ def output_digest(has_output, output):
     return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
-def summarize_run(run):
+def summarize_run(run, alpha=0.05):
     """Aggregates of one run's tests: {"metrics": {name: summary}, "evaluators":
     {name: {passed, failed, pass_rate}}, "outcomes": per-task summaries, "repetitions":
     {k, flaky, pass_at_k, pass_hat_k, noise…}, "split_half": the run against itself when it
@@ -68,7 +68,7 @@ def summarize_run(run):
         },
         "outcomes": summaries,
         "repetitions": repetition_figures(summaries),
-        "split_half": stats.split_half(per_repetition, alpha=run.experiment.alpha),
+        "split_half": stats.split_half(per_repetition, alpha=alpha),
         **per_step.summary(),  # {"steps": per-step detail, "cost": per-test cost}
     }
 
@@ -123,7 +123,7 @@ def baseline_result_runs(experiment_id):
 
 
 def comparison_key(baseline_run, experiment):
-    return {"run": str(baseline_run.pk), "alpha": experiment.alpha, "guardrails": experiment.guardrails or []}
+    return {"run": str(baseline_run.pk), "alpha": experiment.alpha, "guardrail_specs": experiment.guardrails or []}
 
 
 def make_comparison(run, baseline_run, experiment, outcomes=None, baseline_outcomes=None):
@@ -145,7 +145,7 @@ def make_comparison(run, baseline_run, experiment, outcomes=None, baseline_outco
 def store_summary(run):
     """Summarize a closed run once and store it: aggregates, per-task summaries and, for a
     variant, its comparison with the baseline's latest result run (what the results table shows)."""
-    summary = summarize_run(run)
+    summary = summarize_run(run, alpha=run.experiment.alpha)
     run.outcomes = summary.pop("outcomes")
     if not run.variant.is_baseline:
         baseline_run = baseline_result_runs(run.experiment_id).first()
@@ -184,7 +184,7 @@ def stored_comparison(run, baseline_run, experiment):
     cached = (run.aggregates or {}).get("vs_baseline") if is_summarized(run) else None
     if not cached or "comparison" not in cached:
         return None
-    return cached if {key: cached.get(key) for key in ("run", "alpha", "guardrails")} == comparison_key(baseline_run, experiment) else None
+    return cached if {key: cached.get(key) for key in ("run", "alpha", "guardrail_specs")} == comparison_key(baseline_run, experiment) else None
 
 
 def ordered_evaluators(evaluators, names):
@@ -420,7 +420,6 @@ def compare_runs(new_run, old_run):
         "delta_pp": paired["delta_pp"],
         "delta_ci_low": paired["delta_ci_low"],
         "delta_ci_high": paired["delta_ci_high"],
-        "test": paired.get("test"),
         "metrics": metrics,
     }
 

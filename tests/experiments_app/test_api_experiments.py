@@ -204,6 +204,10 @@ def test_run_baseline_answers_202_with_the_queued_run(editor, team, django_captu
         "webhook_url",
         "dry_run",  # issue 13
         "steps",  # issue 13: per-step aggregates, stored when the run ends
+        "skipped",  # issue 9: SPEC §3 stop_when_decided, §7 live
+        "stop_when_decided",
+        "stopped_early",
+        "live",
     }
     assert len(callbacks) == 1  # the dispatch is enqueued on commit
 

@@ -38,6 +38,24 @@ R_KEYS = {
     "cost_per_test",
     "cost_per_passed",
     "steps",
+    # issue 9: SPEC §7 verdict fields, and the noise figures behind them
+    "delta_ci_low",
+    "delta_ci_high",
+    "p_value_adjusted",
+    "significant",
+    "verdict",
+    "mde_pp",
+    "tasks_needed",
+    "flaky",
+    "pass_at_k",
+    "pass_hat_k",
+    "warnings",
+    "guardrails",
+    "ship",
+    "stopped_early",
+    "skipped",
+    "is_control",
+    "noise",
 }
 
 P, F, E = Status.PASSED, Status.FAILED, Status.ERRORED
@@ -114,9 +132,10 @@ def test_summarize_run_counts_each_evaluator(experiment, tasks):
     }
 
 
-def test_summarize_run_takes_each_tasks_majority_over_repetitions(experiment, tasks):
+def test_summarize_run_keeps_each_tasks_passes_over_its_repetitions(experiment, tasks):
     run = make_run(experiment.baseline, {tasks[0]: [P, P, F], tasks[1]: [P, F], tasks[2]: [E, F, P], tasks[3]: [P, E, P]})
-    assert run.outcomes == {str(tasks[0].pk): True, str(tasks[1].pk): False, str(tasks[2].pk): False, str(tasks[3].pk): True}
+    counts = {task: (summary["passed"], summary["n"], summary["errored"]) for task, summary in run.outcomes.items()}
+    assert counts == {str(tasks[0].pk): (2, 3, 0), str(tasks[1].pk): (1, 2, 0), str(tasks[2].pk): (1, 3, 1), str(tasks[3].pk): (2, 3, 1)}
     assert "outcomes" not in Run.objects.get(pk=run.pk).aggregates  # kept apart from what the results table reads
 
 
@@ -124,8 +143,10 @@ def test_a_variant_stores_its_pairing_with_the_baseline_when_it_closes(experimen
     baseline = make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P]})
     run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P]})
     stored = Run.objects.get(pk=run.pk).aggregates["vs_baseline"]
-    assert stored == {"run": str(baseline.pk), **stats.paired_outcomes(run.outcomes, baseline.outcomes)}
-    assert (stored["improved"], stored["regressed"]) == ([str(tasks[1].pk)], [str(tasks[0].pk)])
+    assert (stored["run"], stored["alpha"], stored["guardrail_specs"]) == (str(baseline.pk), 0.05, [])
+    comparison = stored["comparison"]
+    assert comparison["p_value"] == stats.mcnemar_exact(1, 1) == 1.0
+    assert (comparison["improved"], comparison["regressed"]) == ([str(tasks[1].pk)], [str(tasks[0].pk)])
     assert "vs_baseline" not in Run.objects.get(pk=baseline.pk).aggregates
 
 
@@ -142,15 +163,19 @@ def test_results_pair_runs_closed_before_their_baseline_from_stored_outcomes(exp
     variant_run = make_run(make_variant(experiment), {tasks[0]: [P], tasks[1]: [F]})  # no baseline result yet
     assert "vs_baseline" not in variant_run.aggregates
     make_run(experiment.baseline, {tasks[0]: [F], tasks[1]: [F]})
-    with django_assert_max_num_queries(3):
+    # variants, runs, both runs' outcomes in one query, and storing the comparison made
+    with django_assert_max_num_queries(4):
         row = results.experiment_results(experiment)["variants"][0]
     assert (row["improved"], row["regressed"]) == ([str(tasks[0].pk)], [])
+    with django_assert_max_num_queries(2):  # stored: the next read makes nothing again
+        assert results.experiment_results(experiment)["variants"][0]["improved"] == [str(tasks[0].pk)]
 
 
 def test_summarize_run_reads_only_its_own_tests(experiment, tasks):
     make_run(experiment.baseline, {task: [P] for task in tasks}, metrics={(tasks[0].external_id, 1): {"latency_ms": 9}})
     run = make_run(make_variant(experiment), {tasks[0]: [F]})
-    assert run.outcomes == {str(tasks[0].pk): False}
+    assert list(run.outcomes) == [str(tasks[0].pk)]
+    assert (run.outcomes[str(tasks[0].pk)]["passed"], run.outcomes[str(tasks[0].pk)]["n"]) == (0, 1)
     assert run.aggregates["metrics"] == {}
 
 
@@ -205,13 +230,15 @@ def test_variant_row_compares_with_the_baseline(experiment, tasks):
     assert row["p_value"] == pytest.approx(binomtest(1, 3, 0.5).pvalue)
 
 
-def test_variant_p_value_pairs_majority_outcomes_over_repetitions(experiment, tasks):
+def test_variant_p_value_with_repetitions_is_the_sign_flip_test_on_task_differences(experiment, tasks):
     make_run(experiment.baseline, {task: [F, F, P] for task in tasks})
     variant = make_variant(experiment)
     make_run(variant, {task: [P, P, F] for task in tasks})
     row = results.experiment_results(experiment)["variants"][0]
-    assert len(row["improved"]) == 4
-    assert row["p_value"] == stats.mcnemar_exact(4, 0) == 0.125
+    # Every task's d_i = 2/3 − 1/3 > 0: the exact two-sided sign-flip p is 2 / 2^4 (SPEC §7).
+    assert row["p_value"] == pytest.approx(0.125)
+    # 2 of 3 against 1 of 3 is within a task's own repetition noise (Fisher p > alpha): not improved.
+    assert row["improved"] == [] and row["regressed"] == []
 
 
 def test_variant_without_a_result_has_null_figures(experiment, tasks):
@@ -335,6 +362,10 @@ def test_compare_runs_answers_the_spec_shape(experiment, tasks):
         "improved": [str(tasks[2].pk)],
         "regressed": [str(tasks[1].pk)],
         "p_value": 1.0,
+        # one task each way: Δ = 0 with Newcombe's paired interval (both=0, b=1, c=1, neither=0)
+        "delta_pp": 0.0,
+        "delta_ci_low": pytest.approx(100 * stats.newcombe_paired_interval(0, 1, 1, 0)[0]),
+        "delta_ci_high": pytest.approx(100 * stats.newcombe_paired_interval(0, 1, 1, 0)[1]),
         "metrics": {
             "cost_usd": {"old": None, "new": 0.1, "delta": None},
             "latency_ms": {"old": 150.0, "new": 120.0, "delta": -30.0},
