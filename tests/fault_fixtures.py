@@ -26,9 +26,9 @@ def check_invariant(run_id, receiver=None):
     run = Run.objects.get(pk=run_id)
     assert run.status in FINISHED
     recount = run.count_tests()
-    assert {"total": run.total, "passed": run.passed, "failed": run.failed, "errored": run.errored} == recount
+    assert {"total": run.total, "passed": run.passed, "failed": run.failed, "errored": run.errored, "skipped": run.skipped} == recount
     if run.status != RunStatus.CANCELLED:
-        summary = summarize_run(run)
+        summary = summarize_run(run, alpha=run.experiment.alpha)
         assert run.outcomes == summary.pop("outcomes")
         assert {key: run.aggregates.get(key) for key in summary} == summary  # the stored aggregates equal a recount
     assert not Test.objects.filter(run=run).exclude(status__in=(TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED)).exists()
