@@ -32,7 +32,9 @@ def demo_answer(speed):
     """The pull worker's `answer`: the simulated pipeline with the test's overrides, slept for its latency."""
 
     def answer(test):
-        result = pipeline.answer(test["task"], test["experiment"].get("overrides"), test.get("repetition", 1))
+        experiment = test["experiment"]
+        variant = (experiment.get("variant") or {}).get("name", "")
+        result = pipeline.answer(test["task"], experiment.get("overrides"), test.get("repetition", 1), variant)
         time.sleep(result["metrics"]["latency_ms"] / 1000 * speed)
         return result
 

@@ -1,12 +1,21 @@
-"""The demo application's simulated LLM pipeline: pure and deterministic.
+"""The demo application's simulated LLM pipeline: pure, with controlled randomness.
 
 Whether an answer is right depends on the `answer` step's model, temperature and
 system prompt (and a little on the `router` step), so variants really differ. Token
 counts, latency and cost follow from the same configuration, and are reported per
 step (`router`, then `answer`) and in total.
+
+Temperature makes answers noisy, as sampling does: each answer draws its luck from a
+seed made of the request's content (the task, the configuration, the variant's name)
+and its repetition. The same request always gets the same answer, so the demo is
+reproducible, while repetitions of a task differ and a task near the model's skill
+passes in some of them and fails in others (a flaky task). The control variant has the
+baseline's configuration under another name, so it samples afresh, as a re-run would.
+At temperature 0 every repetition agrees.
 """
 
 import hashlib
+import json
 
 from demo_app.catalog import ANSWERS
 
@@ -32,6 +41,12 @@ MODEL_PRICE = {
     "o3-mini": (0.0011, 0.0044),
 }
 VERBOSITY_TOKENS = {"low": 25, "medium": 70, "high": 180}
+# Sampling at temperature T moves a configuration's skill by up to ±NOISE·T/2.
+NOISE = 0.5
+# The demo's sampling seed. Any seed gives valid figures; this one was picked (by trying
+# seeds, see STATISTICS.md) so the baseline's own draw is a typical one and the demo
+# experiment shows each verdict: another seed may show baseline drift, say, instead.
+SEED = 60
 
 
 def unit(*parts):
@@ -70,12 +85,21 @@ def difficulty(task_id, category):
     return base + 0.55 * unit("difficulty", task_id)
 
 
-def wrong_answer(expected, task_id):
+def wrong_answer(expected, task_id, draw=0.0):
+    """A wrong answer; which one depends on the sample's draw (always the same at temperature 0)."""
     if expected is None:
         return "I am not sure."
+    pick = unit("wrong", task_id, draw)
     if isinstance(expected, int):
-        return expected + 1 + int(unit("wrong", task_id) * 9)
-    return f"{expected}ville" if unit("wrong", task_id) < 0.5 else str(expected)[::-1].title()
+        return expected + 1 + int(pick * 9)
+    text = str(expected)
+    return [f"{text}ville", text[::-1].title(), f"New {text}", text[:-1], "I am not sure."][int(pick * 5)]
+
+
+def sample_seed(task_id, overrides, variant, repetition):
+    """What one sampled answer's randomness derives from: the request's content and its repetition."""
+    config = json.dumps(overrides or {}, sort_keys=True, default=str)
+    return ("sample", SEED, task_id, config, variant or "", repetition)
 
 
 def price(model, prompt_tokens, completion_tokens):
@@ -83,12 +107,12 @@ def price(model, prompt_tokens, completion_tokens):
     return round(prompt_tokens / 1000 * price_in + completion_tokens / 1000 * price_out, 6)
 
 
-def route(task_id, data, overrides, repetition):
+def route(data, overrides, seed):
     """The router step's detail (SPEC §5 `steps`): a short classification call."""
     config = step_config(overrides, "router")
     prompt_tokens = 30 + len(str(data.get("question", ""))) // 4
     completion_tokens = 3
-    latency = 0.35 * MODEL_LATENCY_MS.get(config["model"], 500) + 30 * unit("route", task_id, repetition)
+    latency = 0.35 * MODEL_LATENCY_MS.get(config["model"], 500) + 30 * unit("route", *seed)
     return {
         "model": config["model"],
         "output": data.get("category") or "general",
@@ -99,23 +123,26 @@ def route(task_id, data, overrides, repetition):
     }
 
 
-def answer(task, overrides, repetition=1):
-    """The result body (SPEC §5) the application reports for one task, with per-step detail."""
+def answer(task, overrides, repetition=1, variant=""):
+    """The result body (SPEC §5) the application reports for one task, with per-step detail;
+    `variant` is the name of the variant asking (SPEC §4 `experiment.variant.name`)."""
     task_id = task.get("externalId") or task.get("id") or ""
     data = task.get("input") or {}
     config = step_config(overrides, "answer")
     temperature = float(config.get("temperature", 0.7))
+    seed = sample_seed(task_id, overrides, variant, repetition)
     # Sampling noise grows with temperature; at 0 every repetition agrees.
-    noise = (unit("noise", task_id, repetition, temperature) - 0.5) * 0.3 * temperature
+    draw = unit(*seed) - 0.5 if temperature > 0 else 0.0
+    noise = draw * NOISE * temperature
     expected = ANSWERS.get(task_id)
     correct = expected is not None and skill(overrides) + noise >= difficulty(task_id, data.get("category"))
-    output = expected if correct else wrong_answer(expected, task_id)
+    output = expected if correct else wrong_answer(expected, task_id, draw)
     prompt_tokens = 40 + len(str(config.get("system", ""))) // 4 + len(str(data.get("question", ""))) // 4
-    completion = VERBOSITY_TOKENS.get(config.get("verbosity", "medium"), 70) + int(20 * unit("len", task_id, repetition))
+    completion = VERBOSITY_TOKENS.get(config.get("verbosity", "medium"), 70) + int(20 * unit("len", *seed))
     completion_tokens = min(completion, int(config.get("max_tokens", 300)))
-    latency = MODEL_LATENCY_MS.get(config["model"], 500) + 4 * completion_tokens + 80 * unit("latency", task_id, repetition)
+    latency = MODEL_LATENCY_MS.get(config["model"], 500) + 4 * completion_tokens + 80 * unit("latency", *seed)
     steps = {
-        "router": route(task_id, data, overrides, repetition),
+        "router": route(data, overrides, seed),
         "answer": {
             "model": config["model"],
             "output": output,
@@ -134,5 +161,5 @@ def answer(task, overrides, repetition=1):
             "cost_usd": round(sum(step["cost_usd"] for step in steps.values()), 6),
         },
         "steps": steps,
-        "traceId": "demo-" + hashlib.sha256(f"{task_id}|{repetition}|{sorted(config.items())}".encode()).hexdigest()[:16],
+        "traceId": "demo-" + hashlib.sha256(f"{task_id}|{repetition}|{variant}|{sorted(config.items())}".encode()).hexdigest()[:16],
     }

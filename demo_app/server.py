@@ -85,7 +85,9 @@ class DemoApplication:
             if msg_id in self.seen:
                 return self.seen[msg_id]
         data = payload["data"]
-        result = pipeline.answer(data["task"], data["experiment"].get("overrides"), data.get("repetition", 1))
+        experiment = data["experiment"]
+        variant = (experiment.get("variant") or {}).get("name", "")
+        result = pipeline.answer(data["task"], experiment.get("overrides"), data.get("repetition", 1), variant)
         sleep = result["metrics"]["latency_ms"] / 1000 * self.speed
         if self.is_async(data["testId"]):
             answer = (202, {"accepted": True})

@@ -10,7 +10,9 @@ from demo_app import pipeline
 from demo_app.catalog import TASKS
 from demo_app.server import serve_in_thread
 from experiments_app import webhooks
+from experiments_app.management.commands.load_demo import CONTROL, GUARDRAILS, REPETITIONS, VARIANTS
 from experiments_app.models import Experiment, Run, RunStatus, Team, new_webhook_secret
+from experiments_app.results import experiment_results
 from experiments_app.states import State
 
 SECRET = new_webhook_secret()
@@ -26,6 +28,33 @@ def pass_count(overrides):
 
 def test_the_pipeline_is_deterministic():
     assert pipeline.answer(task(3), {"answer": {"temperature": 0.5}}, 2) == pipeline.answer(task(3), {"answer": {"temperature": 0.5}}, 2)
+
+
+def outcomes(overrides, variant="Baseline", repetitions=3):
+    """{task: (passed in repetition 1, 2, …)} of the whole catalog."""
+    return {
+        TASKS[i]["external_id"]: tuple(
+            pipeline.answer(task(i), overrides, repetition, variant)["output"] == TASKS[i]["expected"]
+            for repetition in range(1, repetitions + 1)
+        )
+        for i in range(len(TASKS))
+    }
+
+
+def test_temperature_makes_some_tasks_flaky_across_repetitions():
+    flaky = [passes for passes in outcomes({"answer": {"temperature": 0.9}}).values() if len(set(passes)) == 2]
+    assert len(flaky) >= 5
+
+
+def test_at_temperature_zero_every_repetition_agrees():
+    assert all(len(set(passes)) == 1 for passes in outcomes({"answer": {"temperature": 0.0}}).values())
+
+
+def test_another_variant_with_the_same_configuration_samples_afresh():
+    # The control re-runs the baseline's configuration: its draws differ, as a re-run's would.
+    baseline, control = outcomes({}, "Baseline"), outcomes({}, CONTROL)
+    assert baseline != control
+    assert baseline == outcomes({}, "Baseline")
 
 
 def test_cooler_and_stronger_configurations_answer_more_correctly():
@@ -79,8 +108,9 @@ def test_load_demo_runs_a_baseline_and_variants_and_is_idempotent(settings, tmp_
     team = Team.objects.get(slug="demo")
     experiment = Experiment.objects.get(team=team)
     assert experiment.status == State.IDLE
+    assert (experiment.repetitions, experiment.guardrails[0]["metric"]) == (REPETITIONS, GUARDRAILS[0]["metric"])
     runs = Run.objects.real().filter(experiment=experiment)
-    assert runs.count() == 4 and set(runs.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
+    assert runs.count() == 2 + len(VARIANTS) and set(runs.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
     dry = Run.objects.get(experiment=experiment, dry_run=True)  # issue 13: one dry run, beside the results
     assert dry.total == 3 and dry.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
     assert experiment.application.webhook_url == "http://127.0.0.1:8100/webhook"
@@ -97,3 +127,34 @@ def test_the_demo_reports_per_step_detail_that_adds_up_to_its_metrics():
     assert metrics["cost_usd"] == pytest.approx(steps["router"]["cost_usd"] + steps["answer"]["cost_usd"], abs=1e-6)
     assert metrics["latency_ms"] == pytest.approx(steps["router"]["latency_ms"] + steps["answer"]["latency_ms"], abs=0.11)
     assert metrics["prompt_tokens"] == steps["router"]["prompt_tokens"] + steps["answer"]["prompt_tokens"]
+
+
+@pytest.mark.django_db
+def test_the_demo_shows_each_part_of_a_verdict(tmp_path, monkeypatch):
+    """Issue 9: flaky tasks, a control, a variant significant before Holm but not after, a
+    latency guardrail, a variant that stopped early. One load (it takes seconds), one check each."""
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    call_command("load_demo")
+    results = experiment_results(Experiment.objects.get(team__slug="demo"))
+    baseline, rows = results["baseline"], {row["name"]: row for row in results["variants"]}
+
+    # flaky tasks: temperature makes repetitions disagree
+    assert baseline["flaky"] > 0 and baseline["pass_at_k"] > baseline["pass_rate"] > baseline["pass_hat_k"]
+    # the control: the noise floor, no difference and no drift
+    control = rows[CONTROL]
+    assert control["is_control"] and control["verdict"]["code"] == "no_difference" and control["noise"]["flip_rate"] is not None
+    assert not any(warning["code"] == "baseline_drift" for row in rows.values() for warning in row["warnings"])
+    # raw p below 0.05, Holm-adjusted p not
+    borderline = [row for row in rows.values() if row["p_value"] < 0.05 <= row["p_value_adjusted"]]
+    assert [row["name"] for row in borderline] == ["Answers on claude-3-5-haiku"]
+    assert not borderline[0]["significant"] and borderline[0]["verdict"]["code"] == "no_difference"
+    # better variants, and the latency guardrail keeps the slower one from shipping
+    assert {name for name, row in rows.items() if row["verdict"]["code"] == "better"} >= {"Cooler answers", "Step-by-step prompt"}
+    slower = rows["Cooler answers on gpt-4o"]
+    assert slower["verdict"]["code"] == "better" and slower["ship"] is False
+    (latency,) = slower["guardrails"]
+    assert latency["name"] == GUARDRAILS[0]["name"] and latency["delta"] > GUARDRAILS[0]["margin"] and not latency["non_inferior"]
+    assert rows["Cooler answers"]["ship"] is True
+    # stopped early once decided: the unsent tests are skipped
+    assert [name for name, row in rows.items() if row["stopped_early"]] == ["Cooler answers on gpt-4o"]
+    assert slower["skipped"] > 0 and slower["total"] + slower["skipped"] == len(TASKS) * REPETITIONS

@@ -75,14 +75,18 @@ def expected_passes(run):
     """How many tests pass when the demo pipeline answers with the run's config."""
     passes = 0
     for test in Test.objects.filter(run=run):
-        result = pipeline.answer({"externalId": test.task_external_id, "input": test.task_input}, run.config, test.repetition)
+        result = pipeline.answer(
+            {"externalId": test.task_external_id, "input": test.task_input}, run.config, test.repetition, run.variant.name
+        )
         passes += result["output"] == test.task_expected
     return passes
 
 
 def check_outputs_match_the_application(run):
     for test in Test.objects.filter(run=run):
-        result = pipeline.answer({"externalId": test.task_external_id, "input": test.task_input}, run.config, test.repetition)
+        result = pipeline.answer(
+            {"externalId": test.task_external_id, "input": test.task_input}, run.config, test.repetition, run.variant.name
+        )
         assert test.output == result["output"]
         assert test.metrics == result["metrics"]
         assert test.trace_id == result["traceId"]

@@ -1,6 +1,15 @@
 """Load the demo: a team with a login, the demo application, steps, ~50 tasks and an
-experiment whose baseline and three variants (and a dry run of the last) have really run
-through the run engine (`experiments_app.runs`).
+experiment whose baseline, control and four variants (and a dry run of one) have really
+run through the run engine (`experiments_app.runs`), three repetitions a task.
+
+The experiment shows each part of a verdict (SPEC §7), every figure computed by the
+statistics when its run closed: flaky tasks (the baseline samples at temperature 0.9), a
+control whose difference is noise, variants that are better, one that is better at raw
+p < 0.05 but not after Holm's adjustment for the five comparisons, a guardrail on p95
+latency that the faster-but-slower gpt-4o variant fails (so it does not ship), and a
+variant run with `stop_when_decided` that stops once its live confidence sequence has
+settled and skips the rest of its tests. tests/experiments_app/test_demo_app.py checks that
+each is there.
 
 `make run` calls this before the worker and the demo application start, so the runs
 here go through the real engine in this process: a demo server on an ephemeral port
@@ -45,18 +54,26 @@ STEPS = {
         },
     },
 }
-# (name, parent name or None for the baseline, step, parameter, value)
+REPETITIONS = 3
+GUARDRAILS = [{"name": "latency p95", "metric": "latency_ms", "statistic": "p95", "margin": 150}]
+# The control re-runs the baseline configuration (SPEC §3); its name seeds its sampling.
+CONTROL = "Control (baseline again)"
+# (name, parent name or None for the baseline, step, parameter, value, stop when decided), run in this order
 VARIANTS = [
-    ("Cooler answers", None, "answer", "temperature", 0.2),
-    ("Cooler answers on gpt-4o", "Cooler answers", "answer", "model", "gpt-4o"),
+    ("Cooler answers", None, "answer", "temperature", 0.2, False),
+    ("Cooler answers on gpt-4o", "Cooler answers", "answer", "model", "gpt-4o", True),
     (
         "Step-by-step prompt",
         None,
         "answer",
         "system",
         "You are a careful assistant. Think step by step, then give only the answer, concisely.",
+        False,
     ),
+    ("Answers on claude-3-5-haiku", None, "answer", "model", "claude-3-5-haiku", False),
 ]
+# A smoke test of this variant on a few tasks, as "Try on k tasks" does.
+DRY_RUN_VARIANT = "Step-by-step prompt"
 
 
 def demo_port():
@@ -101,24 +118,35 @@ class Command(BaseCommand):
         if experiment is None:
             experiment = actions.create_experiment(application, name=EXPERIMENT_NAME, description=DESCRIPTION)
             actions.set_scope(experiment, steps=list(STEPS), tasks=list(Task.objects.filter(application=application)))
-            actions.update_experiment(experiment, evaluators=[{"type": "exact_match", "name": "correct"}])
+            actions.update_experiment(
+                experiment, evaluators=[{"type": "exact_match", "name": "correct"}], repetitions=REPETITIONS, guardrails=GUARDRAILS
+            )
         self.run_through_engine(application, experiment)
 
     def run_through_engine(self, application, experiment):
-        server = serve_in_thread(port=0, secret=application.webhook_secret, async_fraction=0.0, speed=0.02)
+        # Answers at once (no simulated latency slept: nobody watches these runs, and `make
+        # run` waits for them); the latency reported is the simulated one all the same.
+        server = serve_in_thread(port=0, secret=application.webhook_secret, async_fraction=0.0, speed=0.0)
         url = application.webhook_url
         Application.objects.filter(pk=application.pk).update(webhook_url=f"http://127.0.0.1:{server.server_address[1]}/webhook")
-        allowed = settings.WEBHOOK_ALLOWED_HOSTS
+        allowed, look = settings.WEBHOOK_ALLOWED_HOSTS, settings.LIVE_LOOK_SECONDS
         if "127.0.0.1" not in allowed:
             # Our own demo server on loopback, in this process only.
             settings.WEBHOOK_ALLOWED_HOSTS = [*allowed, "127.0.0.1"]
+        # A demo run lasts about a second: look at the live sequence after every batch of
+        # results, or the run that stops when decided would finish before the next look.
+        settings.LIVE_LOOK_SECONDS = 0
         try:
             self.finish_active_run(application, experiment)
             experiment.refresh_from_db()
             if experiment.status == State.BASELINE_PENDING:
                 self.report(self.run(application, runs.start_baseline_run(experiment)))
             by_name = {variant.name: variant for variant in experiment.variants.all()}
-            for name, parent, step, parameter, value in VARIANTS:
+            experiment.refresh_from_db()
+            if CONTROL not in by_name and experiment.status in (State.BASELINE_COMPLETE, State.IDLE):
+                by_name[CONTROL] = control = actions.create_control_variant(experiment, name=CONTROL)
+                self.report(self.run(application, runs.start_variant_run(control)))
+            for name, parent, step, parameter, value, stop_when_decided in VARIANTS:
                 experiment.refresh_from_db()
                 if name in by_name or experiment.status not in (State.BASELINE_COMPLETE, State.IDLE):
                     continue
@@ -127,12 +155,11 @@ class Command(BaseCommand):
                     experiment, parent=parent_variant, inference_step=step, parameter=parameter, value=value, name=name
                 )
                 by_name[name] = variant
-                self.report(self.run(application, runs.start_variant_run(variant)))
-            if not experiment.runs.filter(dry_run=True).exists() and VARIANTS[-1][0] in by_name:
-                # A smoke test of the last variant on a few tasks, as "Try on k tasks" does.
-                self.report(self.run(application, runs.start_dry_run(by_name[VARIANTS[-1][0]], tasks=3)))
+                self.report(self.run(application, runs.start_variant_run(variant, stop_when_decided=stop_when_decided)))
+            if not experiment.runs.filter(dry_run=True).exists() and DRY_RUN_VARIANT in by_name:
+                self.report(self.run(application, runs.start_dry_run(by_name[DRY_RUN_VARIANT], tasks=3)))
         finally:
-            settings.WEBHOOK_ALLOWED_HOSTS = allowed
+            settings.WEBHOOK_ALLOWED_HOSTS, settings.LIVE_LOOK_SECONDS = allowed, look
             Application.objects.filter(pk=application.pk).update(webhook_url=url)
             server.shutdown()
             server.server_close()
@@ -152,7 +179,9 @@ class Command(BaseCommand):
         return Run.objects.select_related("variant").get(pk=run.pk)
 
     def report(self, run):
-        rate = run.passed / run.total if run.total else 0
+        rate = run.passed / run.total if run.total else 0  # skipped tests are not in total
+        stopped = f", stopped early ({run.skipped} skipped)" if run.stopped_early else ""
         self.stdout.write(
-            f"  {run.variant.name}{' (dry run)' if run.dry_run else ''}: {run.status}, {run.passed}/{run.total} passed ({rate:.0%}), {run.errored} errored"
+            f"  {run.variant.name}{' (dry run)' if run.dry_run else ''}: {run.status}, {run.passed}/{run.total} passed ({rate:.0%}),"
+            f" {run.errored} errored{stopped}"
         )
