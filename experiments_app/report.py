@@ -38,13 +38,24 @@ CSV_COLUMNS = [
     "delta_ci_high",
     "p_value",
     "p_value_adjusted",
+    "significant",
     "verdict",
+    "verdict_text",
+    "mde_pp",
+    "tasks_needed",
     "total",
     "passed",
     "failed",
     "errored",
+    "skipped",
+    "stopped_early",
+    "flaky",
+    "pass_at_k",
+    "pass_hat_k",
     "improved",
     "regressed",
+    "guardrails",
+    "ship",
     "warnings",
     "winner",
 ]
@@ -72,7 +83,9 @@ def effective_configs(variants, baseline_config):
     for variant in variants:
         chain, node = [], variant
         while node is not None and node.parent_id is not None:
-            chain.append((node.inference_step.external_id, node.parameter, node.value))
+            change = node.change()  # None for the control, which changes nothing
+            if change is not None:
+                chain.append((change["step"], change["parameter"], change["value"]))
             node = by_id.get(node.parent_id)
         configs[variant.pk] = overrides.effective_config(baseline_config, list(reversed(chain)))
     return configs
@@ -169,11 +182,19 @@ def variant_entry(variant, row, configs, baseline, baseline_row, experiment, alp
         "delta_ci_high": row.get("delta_ci_high"),
         "p_value": row["p_value"],
         "p_value_adjusted": row.get("p_value_adjusted"),
+        "significant": row.get("significant"),
         "verdict": judgement.verdict if judgement else None,
+        "mde_pp": row.get("mde_pp"),
+        "tasks_needed": row.get("tasks_needed"),
         "total": row["total"],
         "passed": row["passed"],
         "failed": row["failed"],
         "errored": row["errored"],
+        "skipped": row.get("skipped"),
+        "stopped_early": row.get("stopped_early"),
+        "flaky": row.get("flaky"),
+        "pass_at_k": row.get("pass_at_k"),
+        "pass_hat_k": row.get("pass_hat_k"),
         "flipped": flipped_tasks(row) if not variant.is_baseline else {"improved": [], "regressed": []},
         "metrics": metric_tradeoffs(row, baseline_row),
         "evaluators": row.get("evaluators") or {},
@@ -288,18 +309,25 @@ def to_markdown(report):
         f"Baseline: {percent(base['pass_rate'])}{interval(base['ci_low'], base['ci_high'], percent)} ({base['passed'] or 0}/{base['total'] or 0} passed)",
         "",
     ]
+    if base["flaky"] is not None:
+        lines += [flaky_text(base), ""]
+    confidence = f"{100 * (1 - scope['alpha']):.10g}%"
     lines += [
-        "| Variant | Change vs parent | Pass rate [95% CI] | Δ vs baseline [CI] | p (adjusted) | Verdict |",
-        "|---|---|---|---|---|---|",
+        f"Δ is the paired difference over common tasks with its {confidence} interval; p is Holm-adjusted over the"
+        " variants (the control included), and verdicts use the adjusted p.",
+        "",
+        f"| Variant | Change vs parent | Pass rate [95% CI] | Δ vs baseline [{confidence} CI] | p (raw) | p (adjusted) | Verdict | Ship |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for entry in report["variants"]:
-        p_shown = number(entry["p_value_adjusted"] if entry["p_value_adjusted"] is not None else entry["p_value"])
         verdict = entry["verdict"]["code"].replace("_", " ") if entry["verdict"] else "—"
         name = f"[{md_escape(entry['name'])}]({entry['run_url']})" if entry["run_url"] else md_escape(entry["name"])
+        marks = (" 🏆" if entry["winner"] else "") + (" (control)" if entry["is_control"] else "")
         lines.append(
-            f"| {name}{' 🏆' if entry['winner'] else ''} | {change_text(entry['diff_vs_parent'])} "
+            f"| {name}{marks} | {change_text(entry['diff_vs_parent'])} "
             f"| {percent(entry['pass_rate'])}{interval(entry['ci_low'], entry['ci_high'], percent)} "
-            f"| {signed_pp(entry['delta_pp'])}{interval(entry['delta_ci_low'], entry['delta_ci_high'], signed_pp)} | {p_shown} | {verdict} |"
+            f"| {signed_pp(entry['delta_pp'])}{interval(entry['delta_ci_low'], entry['delta_ci_high'], signed_pp)} "
+            f"| {number(entry['p_value'])} | {number(entry['p_value_adjusted'])} | {verdict} | {ship_text(entry['ship'])} |"
         )
     for entry in report["variants"]:
         lines += ["", f"### {md_escape(entry['name'])}", ""]
@@ -307,6 +335,10 @@ def to_markdown(report):
             lines.append(f"> {md_escape(entry['verdict']['text'])}")
             lines.append("")
         lines.append(f"- Changes vs baseline: {change_text(entry['diff_vs_baseline'])}")
+        if entry["stopped_early"]:
+            lines.append(f"- Stopped early once decided: {entry['skipped']} tests skipped (never sent).")
+        if entry["flaky"] is not None:
+            lines.append(f"- {flaky_text(entry)}")
         for kind in ("improved", "regressed"):
             tasks = entry["flipped"][kind]
             if tasks:
@@ -321,13 +353,33 @@ def to_markdown(report):
             lines.append(f"- Metrics (mean, baseline → variant): {'; '.join(metrics)}")
         for guardrail in entry["guardrails"]:
             state = "non-inferior" if guardrail.get("non_inferior") else "not shown non-inferior"
-            lines.append(f"- Guardrail {md_escape(guardrail.get('name'))}: {state} (Δ {number(guardrail.get('delta'))})")
+            bounds = interval(guardrail.get("ci_low"), guardrail.get("ci_high"), number)
+            lines.append(
+                f"- Guardrail {md_escape(guardrail.get('name'))}: {state}"
+                f" ({number(guardrail.get('baseline'))} → {number(guardrail.get('variant'))}, Δ {number(guardrail.get('delta'))}{bounds})"
+            )
         for warning in entry["warnings"]:
             lines.append(f"- ⚠️ `{warning['code']}`: {md_escape(warning['detail'])}")
     if report["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- ⚠️ `{w['code']}`: {md_escape(w['detail'])}" for w in report["warnings"]]
     lines += ["", f"_Generated {report['generated_at']}._", ""]
     return "\n".join(lines)
+
+
+def ship_text(ship):
+    return "—" if ship is None else ("yes" if ship else "no")
+
+
+def flaky_text(entry):
+    return (
+        f"Flaky tasks: {entry['flaky']} · pass@k {percent(entry['pass_at_k'])} · pass^k {percent(entry['pass_hat_k'])}"
+        " (at least one / every repetition passes)"
+    )
+
+
+def guardrails_cell(guardrails):
+    """name:non_inferior|not_non_inferior for each guardrail, ';'-separated (the figures are in the JSON)."""
+    return ";".join(f"{g.get('name')}:{'non_inferior' if g.get('non_inferior') else 'not_non_inferior'}" for g in guardrails)
 
 
 def csv_cell(value):
@@ -347,6 +399,8 @@ def to_csv(report):
             "change": change_text(entry["diff_vs_parent"]) if not entry["is_baseline"] else "",
             "diff_vs_baseline": change_text(entry["diff_vs_baseline"]) if not entry["is_baseline"] else "",
             "verdict": entry["verdict"]["code"] if entry["verdict"] else "",
+            "verdict_text": entry["verdict"]["text"] if entry["verdict"] else "",
+            "guardrails": guardrails_cell(entry["guardrails"]),
             "improved": len(entry["flipped"]["improved"]),
             "regressed": len(entry["flipped"]["regressed"]),
             "warnings": ";".join(w["code"] for w in entry["warnings"]),

@@ -43,8 +43,6 @@ def variant_part(variant):
 def run_part(run):
     if run is None:
         return None
-    # Tests that are neither passed, failed nor errored once a run has ended were skipped.
-    skipped = max(0, run.total - run.passed - run.failed - run.errored) if not run.is_active() else 0
     return {
         "id": str(run.pk),
         "status": run.status,
@@ -52,7 +50,8 @@ def run_part(run):
         "passed": run.passed,
         "failed": run.failed,
         "errored": run.errored,
-        "skipped": skipped,
+        "skipped": run.skipped,  # counted apart: `total` leaves them out (SPEC §3)
+        "stopped_early": run.stopped_early,
         "completed_at": run.completed_at,
     }
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from experiments_app import actions, runs
 from experiments_app.events import deliver, emit, endpoints
-from experiments_app.models import DeliveryStatus, EventDelivery, EventEndpoint, Run, Test
+from experiments_app.models import DeliveryStatus, Event, EventDelivery, EventEndpoint, Run, Test
 from tests.api_fixtures import experiment_with_baseline, finish_run, ready_experiment
 from tests.engine_fixtures import Reply
 from tests.factories import make_application, make_team
@@ -275,6 +275,22 @@ def test_a_url_that_became_private_is_refused_when_sending(receiver, fast_retrie
 
 
 def test_the_event_body_has_a_skipped_count_from_the_run(db):
-    run = Run(total=10, passed=4, failed=2, errored=1, status="succeeded")
-    assert emit.run_part(run)["skipped"] == 3
+    # `total` leaves skipped tests out: the run counts them apart (runs/state.py skip_pending)
+    run = Run(total=7, passed=4, failed=2, errored=1, skipped=3, stopped_early=True, status="succeeded")
+    assert (emit.run_part(run)["skipped"], emit.run_part(run)["total"], emit.run_part(run)["stopped_early"]) == (3, 7, True)
     assert Test.objects.count() == 0
+
+
+def test_a_variant_event_carries_its_verdict_interval_adjusted_p_guardrails_and_ship(receiver):
+    application = make_application()
+    endpoint_for(application, receiver.url, events=["variant.completed"])
+    experiment = experiment_with_baseline(application, n_tasks=8)
+    actions.update_experiment(experiment, guardrails=[{"name": "correct", "evaluator": "exact_match", "margin_pp": 20}])
+    variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.1)
+    finish_run(runs.start_variant_run(variant))
+    result = Event.objects.get(type="variant.completed").payload["data"]["result"]
+    assert result["verdict"]["code"] == "no_difference" and result["verdict"]["text"].startswith("no detectable difference")
+    assert result["delta_ci_low"] <= result["delta_pp"] <= result["delta_ci_high"]
+    assert result["p_value_adjusted"] == result["p_value"] == 1.0  # one variant: Holm changes nothing
+    assert result["guardrails"][0]["name"] == "correct" and result["ship"] is False
+    assert result["warnings"] == [] and result["stopped_early"] is False and result["skipped"] == 0

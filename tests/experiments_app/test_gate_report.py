@@ -12,10 +12,13 @@ from tests.api_fixtures import client_for, experiment_with_baseline, finish_run,
 from tests.factories import make_application, make_token, make_user
 
 
-def finish_variant(experiment, fail_first=0, value=0.1, parent=None, name=""):
-    """Run a variant of `experiment` whose first `fail_first` tasks (by external id) fail."""
+def finish_variant(experiment, fail_first=0, value=0.1, parent=None, name="", control=False):
+    """Run a variant (or the control) of `experiment` whose first `fail_first` tasks (by external id) fail."""
     parent = parent or experiment.variants.get(parent__isnull=True)
-    variant = actions.create_variant(experiment, parent=parent, inference_step="main", parameter="temperature", value=value, name=name)
+    if control:
+        variant = actions.create_control_variant(experiment)
+    else:
+        variant = actions.create_variant(experiment, parent=parent, inference_step="main", parameter="temperature", value=value, name=name)
     run = runs.start_variant_run(variant)
     for index, test in enumerate(Test.objects.filter(run=run).order_by("task_external_id")):
         runs.record_result(test.pk, {"output": "wrong" if index < fail_first else test.task_expected})
@@ -57,11 +60,19 @@ def test_gate_fails_a_significantly_worse_variant(viewer, experiment):
 
 
 def test_gate_fails_a_drop_beyond_the_tolerance_and_passes_within_it(viewer, experiment):
-    variant = finish_variant(experiment, fail_first=1)  # −8.3 pp, p = 1: not significant
+    # −41.7 pp, McNemar p = 0.0625: not significant, but the paired interval's upper bound is −8.7 pp
+    variant = finish_variant(experiment, fail_first=5)
     _, strict = gate(viewer, experiment, variant=variant.pk)
     _, tolerant = gate(viewer, experiment, variant=variant.pk, max_regression_pp=10)
-    assert strict["pass"] is False and "by more than 0 pp" in strict["reason"]
+    assert strict["pass"] is False and "by more than 0 pp: its upper confidence bound is -8.7 pp" in strict["reason"]
     assert tolerant["pass"] is True and tolerant["verdict"]["code"] == "no_difference"
+
+
+def test_gate_passes_a_small_drop_whose_interval_reaches_above_zero(viewer, experiment):
+    # −8.3 pp, p = 1: the upper bound (+16.9 pp) says the variant may be as good, so even a zero tolerance passes it
+    variant = finish_variant(experiment, fail_first=1)
+    _, strict = gate(viewer, experiment, variant=variant.pk)
+    assert strict["pass"] is True and strict["result"]["delta_ci_high"] > 0
 
 
 def test_gate_uses_the_alpha_it_is_given(viewer, experiment):
@@ -176,6 +187,29 @@ def test_report_csv_has_one_row_per_variant(viewer, decided):
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [row["name"] for row in rows] == ["Baseline", "temp 0.1", "temp 0.5 from 0.1"]
     assert rows[1]["winner"] == "True" and rows[2]["regressed"] == "2"
+
+
+def test_report_carries_the_verdict_interval_adjusted_p_guardrails_and_ship(viewer, experiment):
+    actions.update_experiment(experiment, guardrails=[{"name": "correct", "evaluator": "exact_match", "margin_pp": 50}])
+    finish_variant(experiment, control=True)
+    finish_variant(experiment, fail_first=6, name="much worse")
+    report = viewer.get(f"/api/v1/experiments/{experiment.pk}/report/").json()
+    control, worse = report["variants"]
+    assert control["is_control"] and control["diff_vs_baseline"] == [] and control["verdict"]["code"] == "no_difference"
+    assert worse["verdict"]["code"] == "no_difference"  # p = 0.031, Holm over two variants: 0.0625
+    assert worse["p_value"] == pytest.approx(0.03125) and worse["p_value_adjusted"] == pytest.approx(0.0625)
+    assert worse["delta_ci_low"] < worse["delta_pp"] < worse["delta_ci_high"] < 0
+    assert worse["guardrails"][0]["name"] == "correct" and worse["ship"] is False
+    assert {"mde_pp", "tasks_needed", "skipped", "stopped_early", "flaky", "pass_at_k", "pass_hat_k", "significant"} <= worse.keys()
+
+    text = viewer.get(f"/api/v1/experiments/{experiment.pk}/report/?format=md").content.decode()
+    assert "| p (raw) | p (adjusted) | Verdict | Ship |" in text and "Holm-adjusted" in text
+    assert "(control)" in text and "Guardrail correct:" in text
+
+    rows = list(csv.DictReader(io.StringIO(viewer.get(f"/api/v1/experiments/{experiment.pk}/report/?format=csv").content.decode())))
+    assert rows[2]["verdict"] == "no_difference" and rows[2]["verdict_text"].startswith("no detectable difference")
+    assert float(rows[2]["p_value_adjusted"]) == pytest.approx(0.0625) and rows[2]["ship"] == "False"
+    assert rows[2]["guardrails"].startswith("correct:") and rows[1]["is_control"] == "True"
 
 
 def test_report_refuses_an_unknown_format(viewer, experiment):
