@@ -18,7 +18,7 @@ import pytest
 import standardwebhooks
 from experiments_client import ApiError, Client, ConnectionFailed
 
-from experiments_app.models import Role, Team
+from experiments_app.models import Role, Run, Team
 from tests.engine_fixtures import Receiver, Reply, wait_for
 from tests.factories import make_application, make_team, make_token
 
@@ -136,6 +136,21 @@ def test_wait_gate_results_and_report_on_a_started_run(client, experiment, env, 
     assert code == 0 and report.read_text().startswith("# Decision report: CI gate")
     code, out, _ = cli(env, "report", experiment["id"], "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("variant,name,parent")
+
+
+def test_run_stop_when_decided_asks_the_server_and_results_print_the_verdicts(client, experiment, env, tmp_path):
+    bad = variant(client, experiment, 0.9)
+    code, out, err = cli(env, "run", bad["id"], "--stop-when-decided", "--wait", "--timeout", "120")
+    assert code == 1, out + err
+    assert "(stops once decided)" in out
+    run = Run.objects.get(variant_id=bad["id"])
+    assert run.stop_when_decided and f"run {run.pk} succeeded" in out
+    markdown = tmp_path / "results.md"
+    code, out, err = cli(env, "results", experiment["id"], "--markdown", str(markdown))
+    assert code == 1 and "significantly worse" in err
+    # the verdict's sentence: Δ with its interval and the Holm-adjusted p
+    assert "worse: -100.0 pp (95% CI" in out and "adjusted p < 0.001" in out and "p_adj" in out
+    assert "| Δ vs baseline [CI] | p | p (adjusted) | Verdict | Ship |" in markdown.read_text()
 
 
 def test_events_reach_an_endpoint_signed_while_the_cli_runs(client, experiment, env, events_server):

@@ -36,6 +36,31 @@ def signed(value):
     return "—" if value is None else f"{value:+.1f} pp"
 
 
+def delta_text(row):
+    """Δ with its interval: "+8.0 pp [+3.1, +12.9]"."""
+    low, high = row.get("delta_ci_low"), row.get("delta_ci_high")
+    bounds = f" [{low:+.1f}, {high:+.1f}]" if low is not None and high is not None else ""
+    return signed(row.get("delta_pp")) + bounds
+
+
+def p_text(value):
+    return "—" if value is None else f"{value:.3g}"
+
+
+def ship_text(ship):
+    return "—" if ship is None else ("yes" if ship else "no")
+
+
+def row_notes(row):
+    """What else a reader should see about a row: stopped early, failing guardrails, warnings."""
+    notes = []
+    if row.get("stopped_early"):
+        notes.append(f"stopped early ({row.get('skipped') or 0} tests skipped)")
+    notes += [f"guardrail {g.get('name')} not shown non-inferior" for g in row.get("guardrails") or [] if not g.get("non_inferior")]
+    notes += [f"warning {w.get('code')}" for w in row.get("warnings") or []]
+    return notes
+
+
 # --- outputs ----------------------------------------------------------------------------
 
 
@@ -66,11 +91,12 @@ def gate_lines(gate, client, experiment_id):
     return [
         f"**{mark}** — {gate['reason']}",
         "",
-        "| Variant | Pass rate | Δ vs baseline | p | Verdict |",
-        "|---|---|---|---|---|",
-        f"| {result.get('name')} | {percent(result.get('pass_rate'))} | {signed(result.get('delta_pp'))} "
-        f"| {result.get('p_value_adjusted', result.get('p_value')) if result.get('p_value') is not None else '—'} | {gate['verdict']['code']} |",
+        "| Variant | Pass rate | Δ vs baseline [CI] | p (adjusted) | Verdict | Ship |",
+        "|---|---|---|---|---|---|",
+        f"| {result.get('name')} | {percent(result.get('pass_rate'))} | {delta_text(result)} "
+        f"| {p_text(result.get('p_value_adjusted', result.get('p_value')))} | {gate['verdict']['code']} | {ship_text(result.get('ship'))} |",
         "",
+        *[f"- {note}" for note in row_notes(result)],
         f"[Open the experiment]({link}) · [decision report]({link}report/)",
     ]
 
@@ -127,13 +153,17 @@ def wait_and_judge(args, client, run_id):
         run = client.wait_for_run(run_id, timeout=args.timeout)
     except RunTimedOut as timed_out:
         raise_fail(args, str(timed_out))
-    print(f"run {run['id']} {run['status']}: {run['passed']} passed, {run['failed']} failed, {run['errored']} errored of {run['total']}")
+    stopped = f", stopped early with {run.get('skipped') or 0} tests skipped" if run.get("stopped_early") else ""
+    print(
+        f"run {run['id']} {run['status']}: {run['passed']} passed, {run['failed']} failed, {run['errored']} errored of {run['total']}{stopped}"
+    )
     return judge_run(args, client, run)
 
 
 def command_run(args, client):
     run = client.run_variant(args.variant, webhook_url=args.webhook_url, stop_when_decided=args.stop_when_decided or None)
-    print(f"started run {run['id']} of variant {args.variant}: {client.url}/runs/{run['id']}/")
+    stops = " (stops once decided)" if run.get("stop_when_decided") else ""
+    print(f"started run {run['id']} of variant {args.variant}{stops}: {client.url}/runs/{run['id']}/")
     if not args.wait:
         return PASS
     return wait_and_judge(args, client, run["id"])
@@ -148,25 +178,38 @@ def command_gate(args, client):
     return emit_gate(args, client, args.experiment, gate)
 
 
+def row_verdict(args, client, row):
+    """The row's verdict {code, text}: its own (made at the experiment's alpha), or the gate's at --alpha."""
+    if args.alpha is None and isinstance(row.get("verdict"), dict):
+        return row["verdict"]
+    return client.gate(args.experiment, row["variant"], max_regression_pp=100, alpha=args.alpha)["verdict"]
+
+
 def command_results(args, client):
     table = client.results(args.experiment)
     if args.json:
         print(json.dumps(table, indent=2))
     rows = [table["baseline"], *table["variants"]]
-    cases, lines = [], ["| Variant | Pass rate | Δ vs baseline | p | Verdict |", "|---|---|---|---|---|"]
-    worse = []
+    cases, worse = [], []
+    lines = ["| Variant | Pass rate | Δ vs baseline [CI] | p | p (adjusted) | Verdict | Ship |", "|---|---|---|---|---|---|---|"]
     for row in rows:
-        verdict = "baseline"
+        verdict = {"code": "baseline", "text": ""}
         if not row["is_baseline"]:
-            gate = client.gate(args.experiment, row["variant"], max_regression_pp=100, alpha=args.alpha)
-            verdict = gate["verdict"]["code"]
-            cases.append((row["name"], verdict != "worse", gate["verdict"]["text"], ""))
-            if verdict == "worse":
+            verdict = row_verdict(args, client, row)
+            cases.append((row["name"], verdict["code"] != "worse", verdict["text"], "; ".join(row_notes(row))))
+            if verdict["code"] == "worse":
                 worse.append(row["name"])
+        name = row["name"] + (" (control)" if row.get("is_control") else "")
         if not args.json:
-            print(f"{row['name'][:40]:40} {percent(row['pass_rate']):>7} {signed(row['delta_pp']):>10}  {verdict}")
+            print(
+                f"{name[:40]:40} {percent(row['pass_rate']):>7} {delta_text(row):>26}  p_adj {p_text(row.get('p_value_adjusted')):>8}"
+                f"  {verdict['code']:13} ship {ship_text(row.get('ship'))}"
+            )
+            for line in ([verdict["text"]] if verdict["text"] else []) + row_notes(row):
+                print(f"    {line}")
         lines.append(
-            f"| {row['name']} | {percent(row['pass_rate'])} | {signed(row['delta_pp'])} | {row['p_value'] if row['p_value'] is not None else '—'} | {verdict} |"
+            f"| {name} | {percent(row['pass_rate'])} | {delta_text(row)} | {p_text(row.get('p_value'))} "
+            f"| {p_text(row.get('p_value_adjusted'))} | {verdict['code']} | {ship_text(row.get('ship'))} |"
         )
     if args.junit:
         write_junit(args.junit, "experiments-results", cases)

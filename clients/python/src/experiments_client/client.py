@@ -86,7 +86,19 @@ class Result(TypedDict, total=False):
     delta_ci_low: float | None
     delta_ci_high: float | None
     p_value_adjusted: float | None
+    significant: bool
     verdict: Verdict
+    mde_pp: float | None
+    tasks_needed: int | None
+    flaky: int | None
+    pass_at_k: float | None
+    pass_hat_k: float | None
+    warnings: list[dict[str, str]]
+    guardrails: list[dict[str, Any]]
+    ship: bool | None
+    stopped_early: bool | None
+    skipped: int | None
+    is_control: bool
 
 
 class Results(TypedDict):
