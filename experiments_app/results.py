@@ -184,7 +184,11 @@ def stored_comparison(run, baseline_run, experiment):
     cached = (run.aggregates or {}).get("vs_baseline") if is_summarized(run) else None
     if not cached or "comparison" not in cached:
         return None
-    return cached if {key: cached.get(key) for key in ("run", "alpha", "guardrail_specs")} == comparison_key(baseline_run, experiment) else None
+    return (
+        cached
+        if {key: cached.get(key) for key in ("run", "alpha", "guardrail_specs")} == comparison_key(baseline_run, experiment)
+        else None
+    )
 
 
 def ordered_evaluators(evaluators, names):
