@@ -57,6 +57,7 @@ urlpatterns = [
     path("experiments/<uuid:pk>/complete/", lifecycle.complete, name="experiment-complete"),
     path("experiments/<uuid:pk>/archive/", lifecycle.archive, name="experiment-archive"),
     path("experiments/<uuid:pk>/variants/new/", lifecycle.branch, name="variant-new"),
+    path("experiments/<uuid:pk>/variants/control/", lifecycle.add_control, name="experiment-add-control"),
     path("variants/<uuid:pk>/run/", lifecycle.run_variant, name="variant-run"),
     path("variants/<uuid:pk>/delete/", lifecycle.delete_variant, name="variant-delete"),
     # runs
