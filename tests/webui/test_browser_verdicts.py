@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments_app import runs
-from experiments_app.models import Role, Test, TestStatus
+from experiments_app.models import Role
 from tests.factories import make_team, make_user
 from tests.webui.conftest import PASSWORD, open_page
 from tests.webui.test_browser import settled, sign_in
-from tests.webui.verdict_data import answer, make_verdicts_experiment
+from tests.webui.verdict_data import active_variant_run, make_verdicts_experiment
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -45,21 +44,54 @@ def test_verdicts_and_interval_bars_survive_a_refresh(browser, live_server):
     page.context.close()
 
 
-def active_variant_run(experiment, tasks_answered=18):
-    """A running variant (stop when decided off) with the first `tasks_answered` tasks answered."""
-    from experiments_app import actions
+def test_the_label_filter_swaps_the_run_table(browser, live_server):
+    team = make_team()
+    experiment, made = make_verdicts_experiment(team, with_stopped=False)
+    page = signed_in_page(browser, live_server, team)
+    page.goto(f"{live_server.url}/runs/{made['Baseline'].pk}/")
+    page.click("#label-filters a[data-label=flaky]")
+    page.wait_for_selector("#label-filters a[data-label=flaky][aria-current=true]")
+    settled(page)
+    assert page.url.endswith("?label=flaky")  # pushed, so the filtered view is a link
+    rows = page.locator("#run-table tbody tr")
+    assert rows.count() == 30
+    assert {text.strip() for text in page.locator("#run-table tbody tr td:first-child").all_inner_texts()} == {
+        f"t{index:03d}" for index in range(30, 40)
+    }
+    page.click("#label-filters a:has-text('any')")
+    page.wait_for_selector("#label-filters a[aria-current=true]:has-text('any')")
+    settled(page)
+    assert rows.count() == 50
+    assert page.js_errors == []
+    page.context.close()
 
-    experiment.refresh_from_db()
-    variant = actions.create_variant(
-        experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.2, name="temp 0.2"
+
+def test_the_live_panel_refreshes_while_the_run_goes_on(browser, live_server):
+    team = make_team()
+    experiment, _ = make_verdicts_experiment(team, with_stopped=False)
+    run = active_variant_run(experiment, tasks_answered=6)
+    page = signed_in_page(browser, live_server, team)
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    page.wait_for_selector("#live-done:has-text('6/40 tasks compared')")
+    answer_more(run, 20)  # results arrive meanwhile; the 2 s poll brings them
+    page.wait_for_selector("#live-done:has-text('20/40 tasks compared')")
+    assert page.locator("#live-panel .live-bar .band").count() == 1
+    assert page.js_errors == []
+    page.context.close()
+
+
+def answer_more(run, tasks):
+    """Answer the run's tests of the first `tasks` tasks that are still open."""
+    from experiments_app.models import Test, TestStatus
+    from tests.webui.verdict_data import answer
+
+    later = Test.objects.filter(run=run, status=TestStatus.PENDING).exclude(
+        task_external_id__in=[f"t{index:03d}" for index in range(tasks)]
     )
-    run = runs.start_variant_run(variant)
-    keep = {f"t{index:03d}" for index in range(tasks_answered)}
-    Test.objects.filter(run=run).exclude(task_external_id__in=keep).update(status=TestStatus.DISPATCHED)
+    hidden = list(later.values_list("pk", flat=True))
+    later.update(status=TestStatus.DISPATCHED)
     answer(run, lambda index, repetition: index < 30)
-    Test.objects.filter(run=run, status=TestStatus.DISPATCHED).update(status=TestStatus.PENDING)
-    run.refresh_from_db()
-    return run
+    Test.objects.filter(pk__in=hidden).update(status=TestStatus.PENDING)
 
 
 def test_screenshots_of_the_verdicts_and_the_live_panel(browser, live_server, tmp_path):
@@ -70,7 +102,13 @@ def test_screenshots_of_the_verdicts_and_the_live_panel(browser, live_server, tm
     page = signed_in_page(browser, live_server, team, height=1000)
     page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
     page.wait_for_selector("#chart-delta .main-svg")
-    page.screenshot(path=str(out / "experiment-verdicts.png"), full_page=True)
+    bottom = page.evaluate("document.getElementById('verdicts').getBoundingClientRect().bottom + window.scrollY")
+    page.screenshot(path=str(out / "experiment-verdicts.png"), clip={"x": 0, "y": 0, "width": 1360, "height": bottom + 12}, full_page=True)
+    run = active_variant_run(experiment)
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    page.wait_for_selector("#live-panel .live-bar")
+    page.screenshot(path=str(out / "run-live.png"), clip={"x": 0, "y": 0, "width": 1360, "height": 900})
     assert page.js_errors == []
     page.context.close()
-    assert (out / "experiment-verdicts.png").stat().st_size > 10_000
+    for name in ("experiment-verdicts.png", "run-live.png"):
+        assert (out / name).stat().st_size > 10_000, name

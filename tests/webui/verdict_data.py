@@ -98,3 +98,18 @@ def make_verdicts_experiment(team, *, with_stopped=True):
             made["temp 0.1"] = answer(runs.start_variant_run(stopped, stop_when_decided=True), lambda index, repetition: index < 36)
     experiment.refresh_from_db()
     return experiment, made
+
+
+def active_variant_run(experiment, tasks_answered=18):
+    """A running variant (stop when decided off) with the first `tasks_answered` tasks answered."""
+    experiment.refresh_from_db()
+    variant = actions.create_variant(
+        experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.2, name="temp 0.2"
+    )
+    run = runs.start_variant_run(variant)
+    keep = {f"t{index:03d}" for index in range(tasks_answered)}
+    Test.objects.filter(run=run).exclude(task_external_id__in=keep).update(status=TestStatus.DISPATCHED)
+    answer(run, lambda index, repetition: index < 30)
+    Test.objects.filter(run=run, status=TestStatus.DISPATCHED).update(status=TestStatus.PENDING)
+    run.refresh_from_db()
+    return run
