@@ -112,3 +112,30 @@ def test_screenshots_of_the_verdicts_and_the_live_panel(browser, live_server, tm
     page.context.close()
     for name in ("experiment-verdicts.png", "run-live.png"):
         assert (out / name).stat().st_size > 10_000, name
+
+
+def test_the_planner_answers_in_place(browser, live_server):
+    from tests.webui.conftest import make_ready
+
+    team = make_team()
+    experiment = make_ready(team)
+    page = signed_in_page(browser, live_server, team)
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/setup/")
+    page.fill("#id_plan-expected_pass_rate", "60")
+    page.fill("#id_plan-min_difference_pp", "10")
+    page.fill("#id_plan-k", "3")
+    page.click("#planner-form button:has-text('Plan')")
+    page.wait_for_selector("#planner-answer")
+    assert page.url.endswith("/setup/")  # answered in place, nothing else reloaded
+    from experiments_app import stats
+
+    tasks = stats.plan(0.6, 10, alpha=0.05, power=0.8, k=3)["tasks_needed"]
+    assert page.locator("#planner-answer strong").inner_text() == f"{tasks} tasks"
+    # a question the browser's own checks let through but no pass rate can answer: the field is named
+    page.fill("#id_plan-expected_pass_rate", "50")
+    page.fill("#id_plan-min_difference_pp", "60")
+    page.click("#planner-form button:has-text('Plan')")
+    page.wait_for_selector("#planner [role=alert]:has-text('Smallest difference that matters')")
+    assert page.locator("#planner-answer").count() == 0
+    assert page.js_errors == []
+    page.context.close()
