@@ -93,3 +93,13 @@ def test_the_live_panel_says_when_the_verdict_is_decided(editor, verdicts):
 def test_the_baseline_run_has_no_live_panel(editor, verdicts):
     _, made = verdicts
     assert 'id="live-panel"' not in editor.get(f"/runs/{made['Baseline'].pk}/").content.decode()
+
+
+def test_compare_shows_the_paired_delta_with_its_interval(editor, verdicts):
+    _, made = verdicts
+    new, old = made["temp 0.3"], made["Baseline"]
+    body = results.compare_runs(new, old)
+    html = " ".join(editor.get(f"/runs/{new.pk}/compare/{old.pk}/").content.decode().split()).replace("\u2212", "-")
+    delta = html[html.index('id="compare-delta"') :]
+    assert f"Δ <strong>{body['delta_pp']:+.1f} pt</strong>" in delta
+    assert f"(95% CI {body['delta_ci_low']:+.1f} to {body['delta_ci_high']:+.1f} pt)" in delta

@@ -214,6 +214,7 @@ def run_compare(request, new, old):
         "new_run": new_run,
         "old_run": old_run,
         "comparison": comparison,
+        "confidence": confidence(new_run.experiment.alpha),
         "improved": changed_tasks(comparison["improved"], names, new_run, old_run),
         "regressed": changed_tasks(comparison["regressed"], names, new_run, old_run),
         "runs": listed_runs(new_run.experiment_id)[:100],
