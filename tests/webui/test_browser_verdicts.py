@@ -139,3 +139,23 @@ def test_the_planner_answers_in_place(browser, live_server):
     assert page.locator("#planner-answer").count() == 0
     assert page.js_errors == []
     page.context.close()
+
+
+def test_the_verdicts_and_the_live_panel_fit_a_phone(browser, live_server):
+    team = make_team()
+    experiment, made = make_verdicts_experiment(team, with_stopped=False)
+    run = active_variant_run(experiment)
+    page = signed_in_page(browser, live_server, team, width=390, height=844)
+    for path in (f"/experiments/{experiment.pk}/", f"/runs/{run.pk}/", f"/experiments/{experiment.pk}/setup/"):
+        page.goto(live_server.url + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        wide = page.evaluate(WIDEST)
+        assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at 390px: {wide}"
+    assert page.js_errors == []
+    page.context.close()
+
+
+# The deepest elements reaching past the viewport's right edge, for the message of a failed check.
+WIDEST = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+  && ![...e.children].some(c => c.getBoundingClientRect().right > document.documentElement.clientWidth + 1))
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + (e.id || ''))"""
