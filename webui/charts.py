@@ -11,20 +11,23 @@ import math
 
 import plotly.graph_objects as go
 
-from experiments_app.results import significant
-
 COLOURS = {"baseline": "#4c6ef5", "better": "#2f9e44", "worse": "#e03131", "noise": "#868e96"}
 FONT = {"family": "ui-sans-serif, system-ui, -apple-system, Segoe UI, sans-serif", "size": 12}
 
 
 def tone(row):
-    """How a result reads against the baseline: baseline, better, worse or noise
-    (a difference not distinguishable from chance at 5%)."""
+    """How a result reads against the baseline: baseline, better, worse or noise (not
+    `significant`: the Holm-adjusted p-value is not below the experiment's alpha, SPEC §7)."""
     if row.get("is_baseline"):
         return "baseline"
-    if row.get("delta_pp") is None or not significant(row.get("p_value")):
+    if row.get("delta_pp") is None or not row.get("significant"):
         return "noise"
     return "better" if row["delta_pp"] > 0 else "worse"
+
+
+def confidence(alpha):
+    """The interval's level as people write it: 0.05 → "95%", 0.01 → "99%", 0.1 → "90%"."""
+    return f"{(1 - alpha) * 100:.4g}%"
 
 
 def with_results(results):
@@ -102,24 +105,52 @@ def pass_rate_figure(results):
     return go.Figure(data=[bars] if rows else [], layout=layout).to_plotly_json()
 
 
-def delta_figure(results):
-    """Points of the change vs baseline in percentage points; significant ones coloured, others grey."""
+def delta_error_bars(rows):
+    """Plotly's error_y arrays (above, below) of each row's paired interval around its Δ; 0 when it has none."""
+    above = [round(row["delta_ci_high"] - row["delta_pp"], 2) if row.get("delta_ci_high") is not None else 0 for row in rows]
+    below = [round(row["delta_pp"] - row["delta_ci_low"], 2) if row.get("delta_ci_low") is not None else 0 for row in rows]
+    return above, below
+
+
+def delta_figure(results, alpha=0.05):
+    """Points of the change vs baseline in percentage points with their (1 − alpha) paired
+    interval as error bars; significant ones (Holm-adjusted p < alpha) larger and coloured,
+    others grey, the control a diamond."""
     rows = [row for row in with_results(results) if not row.get("is_baseline") and row.get("delta_pp") is not None]
     zero = go.layout.Shape(type="line", xref="paper", x0=0, x1=1, y0=0, y1=0, line={"width": 1, "color": COLOURS["noise"]})
-    layout = base_layout("Δ vs baseline (percentage points)", "Δ pp", shapes=[zero])
+    level = confidence(alpha)
+    layout = base_layout(f"Δ vs baseline (pp) with {level} interval", "Δ pp", shapes=[zero])
+    above, below = delta_error_bars(rows)
     points = go.Scatter(
         mode="markers",
         x=[row["name"] for row in rows],
         y=[round(row["delta_pp"], 2) for row in rows],
         marker={
-            "size": [13 if significant(row.get("p_value")) else 9 for row in rows],
+            "size": [13 if row.get("significant") else 9 for row in rows],
+            "symbol": ["diamond" if row.get("is_control") else "circle" for row in rows],
             "color": [COLOURS[tone(row)] for row in rows],
             "line": {"width": 1, "color": "rgba(0,0,0,0.3)"},
         },
-        customdata=[row.get("p_value") for row in rows],
-        hovertemplate="%{x}<br>%{y:+.1f} pp · p=%{customdata:.3f}<extra></extra>",
+        error_y={"type": "data", "symmetric": False, "array": above, "arrayminus": below, "thickness": 1.5, "width": 5},
+        customdata=[[interval_text(row), p_text(row.get("p_value_adjusted")), p_text(row.get("p_value"))] for row in rows],
+        hovertemplate=(
+            f"%{{x}}<br>%{{y:+.1f}} pp ({level} CI %{{customdata[0]}})"
+            "<br>adjusted p = %{customdata[1]} · raw p = %{customdata[2]}<extra></extra>"
+        ),
     )
     return go.Figure(data=[points] if rows else [], layout=layout).to_plotly_json()
+
+
+def interval_text(row):
+    if row.get("delta_ci_low") is None or row.get("delta_ci_high") is None:
+        return "—"
+    return f"{row['delta_ci_low']:+.1f} to {row['delta_ci_high']:+.1f}"
+
+
+def p_text(value):
+    if value is None:
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 # --- trade-offs: pass rate against what it costs -------------------------------------

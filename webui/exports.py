@@ -31,6 +31,24 @@ RESULT_COLUMNS = [
     "completed_at",
     "cost_per_test",
     "cost_per_passed",
+    # SPEC §7 (issue 9)
+    "is_control",
+    "delta_ci_low",
+    "delta_ci_high",
+    "p_value_adjusted",
+    "significant",
+    "verdict",
+    "verdict_text",
+    "mde_pp",
+    "tasks_needed",
+    "flaky",
+    "pass_at_k",
+    "pass_hat_k",
+    "warnings",
+    "guardrails",
+    "ship",
+    "stopped_early",
+    "skipped",
 ]
 TEST_COLUMNS = [
     "test",
@@ -67,7 +85,22 @@ def result_record(row):
     record.update(step=change.get("step"), parameter=change.get("parameter"), value=change.get("value"))
     record["improved"] = len(row.get("improved") or [])
     record["regressed"] = len(row.get("regressed") or [])
+    verdict = row.get("verdict") or {}
+    record.update(verdict=verdict.get("code"), verdict_text=verdict.get("text"))
+    record["warnings"] = ";".join(warning["code"] for warning in row.get("warnings") or [])
+    record["guardrails"] = "; ".join(guardrail_cell(guard) for guard in row.get("guardrails") or [])
     return record
+
+
+def guardrail_cell(guard):
+    """One guardrail in a CSV cell: "latency_ms mean: not non-inferior (Δ 60, CI 55 to 65)"."""
+    state = "non-inferior" if guard.get("non_inferior") else "not non-inferior"
+
+    def number(key):
+        value = guard.get(key)
+        return "—" if value is None else f"{value:g}"
+
+    return f"{guard.get('name')}: {state} (Δ {number('delta')}, CI {number('ci_low')} to {number('ci_high')})"
 
 
 def results_csv(results, filename):

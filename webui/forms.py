@@ -325,6 +325,19 @@ class SettingsForm(forms.Form):
         help_text='A JSON list, e.g. [{"type": "exact_match"}]; empty: reported, else exact match.',
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
     )
+    alpha = forms.FloatField(
+        required=False,  # not posted: unchanged (see `changes`)
+        min_value=0.001,
+        max_value=0.2,
+        widget=forms.NumberInput(attrs={"step": "0.001"}),
+        help_text="Significance level (0.001–0.2): verdicts, marks and intervals use it; 0.05 gives 95% intervals.",
+    )
+    guardrails = forms.JSONField(
+        required=False,
+        help_text='A JSON list, e.g. [{"metric": "latency_ms", "statistic": "p95", "margin": 50}] or '
+        '[{"evaluator": "exact_match", "margin_pp": 2}]: a variant ships only when no worse than the baseline by more than the margin.',
+        widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
+    )
 
     def __init__(self, *args, editable=None, **kwargs):
         """`editable`: the fields that may change (None: all); the others are shown disabled."""
@@ -337,12 +350,55 @@ class SettingsForm(forms.Form):
         value = self.cleaned_data["evaluators"]
         return [] if value in (None, "") else value
 
+    def clean_guardrails(self):
+        value = self.cleaned_data["guardrails"]
+        return [] if value in (None, "") else value
+
+    def clean_alpha(self):
+        value = self.cleaned_data["alpha"]
+        if value is None and self.is_posted("alpha"):
+            raise forms.ValidationError("This field is required.")
+        return value
+
+    def is_posted(self, name):
+        return self.add_prefix(name) in self.data
+
     def changes(self):
         """The cleaned values of the fields that may change (disabled ones keep their initial value)."""
-        return {name: value for name, value in self.cleaned_data.items() if not self.fields[name].disabled}
+        # alpha and guardrails came later: a client that does not post them leaves them as they are
+        return {
+            name: value
+            for name, value in self.cleaned_data.items()
+            if not self.fields[name].disabled and (name not in ("alpha", "guardrails") or self.is_posted(name))
+        }
 
     def field_for_error(self, key):
-        return "evaluators" if key.startswith("evaluators") else key
+        for name in ("evaluators", "guardrails"):
+            if key.startswith(name):
+                return name
+        return key
+
+
+class PlannerForm(forms.Form):
+    """The planner's question (stats.plan): the tasks needed to detect a difference."""
+
+    expected_pass_rate = forms.FloatField(
+        min_value=0, max_value=100, label="Expected pass rate (%)", help_text="The baseline's pass rate you expect."
+    )
+    min_difference_pp = forms.FloatField(
+        min_value=0.1, max_value=100, label="Smallest difference that matters (pt)", help_text="In percentage points."
+    )
+    alpha = forms.FloatField(min_value=0.001, max_value=0.2, widget=forms.NumberInput(attrs={"step": "0.001"}))
+    power = forms.FloatField(min_value=0.5, max_value=0.99, widget=forms.NumberInput(attrs={"step": "0.05"}))
+    k = forms.IntegerField(min_value=1, max_value=20, label="Repetitions (k)")
+    measured = forms.BooleanField(required=False, label="Use the baseline's measured noise")
+
+    def clean(self):
+        data = super().clean()
+        rate, difference = data.get("expected_pass_rate"), data.get("min_difference_pp")
+        if rate is not None and difference is not None and rate + difference > 100 and rate - difference < 0:
+            self.add_error("min_difference_pp", "No pass rate is this far from the expected one.")
+        return data
 
 
 def parameter_field(parameter, *, required=True, label=None):

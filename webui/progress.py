@@ -30,3 +30,22 @@ def explained_failure(experiment, run):
     if run.status == RunStatus.FAILED or (run.status == RunStatus.CANCELLED and experiment.status == State.BASELINE_FAILED):
         return run
     return None
+
+
+def position(pp):
+    """Where a difference in pp (−100…+100) sits on the live panel's bar, in percent of its width."""
+    return round((max(-100.0, min(100.0, pp)) + 100) / 2, 2)
+
+
+def live_view(summary):
+    """The live panel of a variant run (SPEC §7 `live`: done, total, delta_pp, ci_low, ci_high,
+    decided) with where its estimate and confidence sequence sit on a −100…+100 pp bar; None
+    without a live summary (the baseline, a dry run, no baseline result)."""
+    if summary is None:
+        return None
+    view = dict(summary)
+    if summary["delta_pp"] is not None and summary["ci_low"] is not None:
+        low, high = position(summary["ci_low"]), position(summary["ci_high"])
+        view.update(point=position(summary["delta_pp"]), band_left=low, band_width=round(high - low, 2))
+    view["percent"] = round(100 * summary["done"] / summary["total"]) if summary["total"] else 0
+    return view

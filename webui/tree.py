@@ -5,10 +5,19 @@ Pure functions over loaded variants and results rows; no queries here.
 
 from datetime import datetime
 
-from experiments_app.results import significant
 from webui.charts import tone
 
-SORT_KEYS = ("name", "pass_rate", "delta_pp", "pass_rate_vs_baseline", "p_value", "total", "cost_per_passed", "completed_at")
+SORT_KEYS = (
+    "name",
+    "pass_rate",
+    "delta_pp",
+    "pass_rate_vs_baseline",
+    "p_value",
+    "p_value_adjusted",
+    "total",
+    "cost_per_passed",
+    "completed_at",
+)
 DEFAULT_SORT = "-pass_rate"
 
 
@@ -32,7 +41,7 @@ def variant_tree(variants, results):
                 "row": row,
                 "depth": depth,
                 "tone": tone(row) if row else "noise",
-                "significant": significant(row.get("p_value")),
+                "significant": bool(row.get("significant")),
                 "guides": guides,
                 "is_last": is_last,
                 "has_children": bool(children.get(variant.pk)),
@@ -77,5 +86,4 @@ def table_rows(results, sort=None):
     rows = [row for row in [results.get("baseline"), *results.get("variants", [])] if row]
     for row in rows:
         row["tone"] = tone(row)
-        row["significant"] = significant(row.get("p_value"))
     return sort_rows(rows, key, descending), key, descending

@@ -20,6 +20,8 @@ def row(name, pass_rate, *, baseline=False, delta=None, p=None, variant=None, ci
         "pass_rate": pass_rate,
         "delta_pp": delta,
         "p_value": p,
+        # as experiment_results judges it: the Holm-adjusted p below alpha (one variant at a time here)
+        "significant": p is not None and p < 0.05,
         "ci_low": ci[0],
         "ci_high": ci[1],
     }

@@ -300,6 +300,7 @@ def row(name, pass_rate, *, cost=None, p95=None, is_baseline=False, is_control=F
         "is_control": is_control,
         "delta_pp": delta_pp,
         "p_value": p_value,
+        "significant": p_value is not None and p_value < 0.05,  # as judged by experiment_results (Holm-adjusted)
     }
 
 

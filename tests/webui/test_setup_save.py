@@ -85,7 +85,8 @@ def test_every_field_of_the_sections_belongs_to_the_one_save_form(editor):
     fields = page_fields(editor, experiment)
     names = {name for name, _ in fields.data}
     assert {"name", "description", "steps", "main__temperature", "repetitions", "max_error_rate"} <= names
-    assert set(fields.outside) <= {"q", "tag", "show", "add", "remove", "bulk"}  # the task picker's own forms
+    planner = {f"plan-{name}" for name in ("expected_pass_rate", "min_difference_pp", "alpha", "power", "k", "measured")}
+    assert set(fields.outside) <= {"q", "tag", "show", "add", "remove", "bulk"} | planner  # the task picker's and the planner's own forms
     html = editor.get(f"/experiments/{experiment.pk}/setup/").content.decode()
     assert html.count('type="submit" class="primary">Save</button>') == 1
     assert not re.search(r">Save (details|steps|task selection|baseline config|settings)<", html)

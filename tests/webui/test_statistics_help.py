@@ -26,7 +26,7 @@ def test_p_the_interval_and_the_significance_mark_carry_hints(editor):
     assert re.search(r'<a class="hint tip" href="/help/statistics/#p-value" data-tip="How often chance alone', header)
     assert 'href="/help/statistics/#pass-rate"' in header
     assert re.search(r'<span class="tip" tabindex="0"\s+data-tip="95% interval:', table)
-    assert re.search(r'<span class="tip" tabindex="0"\s+data-tip="\* significant at 5%', table)  # 6 of 12 fixed: p = 0.03
+    assert re.search(r'<span class="tip" tabindex="0"\s+data-tip="\* significant: the Holm-adjusted p', table)  # 6 of 12 fixed: p = 0.03
     assert 'href="/help/statistics/#significance"' in html
 
 

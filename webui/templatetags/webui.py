@@ -181,3 +181,28 @@ def signed(value, unit=""):
     else:
         text = f"{abs(value):,.0f}" if float(abs(value)).is_integer() or abs(value) >= 10 else f"{abs(value):,.1f}"
     return ("−" if value < 0 else "+") + text
+
+
+@register.filter
+def delta_interval(row):
+    """A results row's paired interval on Δ: "+3.1 to +12.9 pt"; "" without one."""
+    low, high = (row or {}).get("delta_ci_low"), (row or {}).get("delta_ci_high")
+    if not is_number(low) or not is_number(high):
+        return ""
+    return f"{low:+.1f} to {high:+.1f} pt".replace("-", "−")
+
+
+@register.filter
+def sci(value):
+    """A variance or other small figure, three significant digits: 0.0833 → 0.0833; — when missing."""
+    if not is_number(value):
+        return "—"
+    return by_magnitude(value)
+
+
+@register.filter
+def as_pp(value, digits=1):
+    """A fraction as unsigned percentage points: 0.069 → 6.9 pt; — when missing."""
+    if not is_number(value):
+        return "—"
+    return f"{value * 100:.{int(digits)}f} pt"

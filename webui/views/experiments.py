@@ -32,7 +32,7 @@ SORT_COLUMNS = [
     ("pass_rate", "Pass rate", True),
     ("pass_rate_vs_baseline", "vs base", True),
     ("delta_pp", "Δ", True),
-    ("p_value", "p", True),
+    ("p_value_adjusted", "p (adj.)", True),
     (None, "pass/fail/err", True),
     ("total", "Total", True),
     ("cost_per_passed", "Cost / pass", True),
@@ -43,8 +43,12 @@ SORT_COLUMNS = [
 COLUMN_HELP = {
     "pass_rate": ("pass-rate", "Passed tests out of all tests; errored ones count as not passed. Below it: the 95% interval."),
     "pass_rate_vs_baseline": ("delta", "The change relative to the baseline's pass rate."),
-    "delta_pp": ("delta", "The change in percentage points: variant minus baseline."),
-    "p_value": ("p-value", "How often chance alone would give a difference this large, task by task. Below 0.05: marked *."),
+    "delta_pp": ("delta", "The change in percentage points, task by task. Below it: its interval at the experiment's confidence."),
+    "p_value_adjusted": (
+        "p-value",
+        "How often chance alone would give a difference this large, Holm-adjusted over every variant (raw p below it). "
+        "Below the experiment's alpha: marked *.",
+    ),
 }
 
 
@@ -175,8 +179,14 @@ def results_context(request, experiment):
         node["can_branch"] = branchable
         node["can_delete"] = editable and variant.is_deletable(has_runs=bool(variant.n_runs), has_children=node["has_children"])
     rows, sort_key, descending = table_rows(results, request.GET.get("sort"))
+    judged = [row for row in results["variants"] if row]
     return {
         "experiment": experiment,
+        "confidence": charts.confidence(experiment.alpha),
+        "verdicts": judged,
+        "noise_rows": noise_rows(experiment, results),
+        "control": next((row for row in judged if row["is_control"]), None),
+        "can_add_control": branchable and not any(variant.is_control for variant in variants),
         "nodes": nodes,
         "rows": rows,
         "sort_key": sort_key,
@@ -184,11 +194,19 @@ def results_context(request, experiment):
         "column_help": COLUMN_HELP,
         "descending": descending,
         "pass_rate_figure": charts.pass_rate_figure(results),
-        "delta_figure": charts.delta_figure(results),
+        "delta_figure": charts.delta_figure(results, experiment.alpha),
         "has_results": bool(charts.with_results(results)),
         "tradeoff_figure": charts.tradeoff_figure(results),
         "step_comparison": step_comparison(results, list(experiment.inference_steps.values_list("external_id", flat=True))),
     }
+
+
+def noise_rows(experiment, results):
+    """The rows the noise panel shows: with repetitions or a control (else there is little to split), those with a result."""
+    rows = [row for row in [results.get("baseline"), *results["variants"]] if row and row.get("noise")]
+    if experiment.repetitions > 1 or any(row["is_control"] for row in rows):
+        return rows
+    return []
 
 
 def progress_context(experiment, run, *, finished=None):

@@ -9,7 +9,7 @@ from django.views.decorators.vary import vary_on_headers
 from experiments_app import actions, runs
 from experiments_app.errors import DomainError, ValidationFailed
 from experiments_app.models import Run, RunStatus, Variant
-from experiments_app.results import experiment_results, significant
+from experiments_app.results import experiment_results
 from webui.access import refuse, require_role, team_ids, team_member
 from webui.forms import BranchForm, CompleteForm, apply_errors
 from webui.templatetags.webui import pct, pp
@@ -33,14 +33,32 @@ def run_baseline(request, pk):
 @require_POST
 @team_member
 def run_variant(request, pk):
+    """Start the variant's run; with `stop_when_decided` ticked it stops sending tests once its
+    always-valid verdict is settled (SPEC §3)."""
     variant = load_variant(request, pk)
     require_role(request, variant.experiment.team_id)
+    stop = request.POST.get("stop_when_decided") in ("on", "true", "1")
     return perform(
         request,
         variant.experiment,
-        lambda: runs.start_variant_run(variant, by=request.user),
+        lambda: runs.start_variant_run(variant, by=request.user, stop_when_decided=stop),
         f"Run of “{variant.name}” started.",
         RUN_STARTED,
+    )
+
+
+@require_POST
+@team_member
+def add_control(request, pk):
+    """Add the control variant (SPEC §3); a second one, or one before the baseline has results, is refused (409)."""
+    experiment = load_experiment(request, pk)
+    require_role(request, experiment.team_id)
+    name = request.POST.get("name", "")
+    return perform(
+        request,
+        experiment,
+        lambda: actions.create_control_variant(experiment, name=name, by=request.user),
+        "Control variant added: run it to measure the noise floor.",
     )
 
 
@@ -99,7 +117,7 @@ def winner_labels(experiment):
             label = f"{row['name']} — {pct(row['pass_rate'])} pass rate"
             if not row["is_baseline"] and row["delta_pp"] is not None:
                 label += f", {pp(row['delta_pp'])} vs baseline"
-                if significant(row["p_value"]):
+                if row["significant"]:
                     label += " (significant)"
             labels[row["variant"]] = label
     return labels

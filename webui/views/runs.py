@@ -7,19 +7,23 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from experiments_app import step_detail, webhooks
+from experiments_app import results, step_detail, webhooks
 from experiments_app.models import Application, Run, Task, Test
 from experiments_app.results import baseline_result_runs, compare_runs, experiment_results, run_aggregates
+from experiments_app.runs import live
 from webui import exports
 from webui.access import team_ids, team_member
+from webui.charts import confidence
 from webui.diffs import side_by_side
-from webui.progress import progress_counts
+from webui.progress import live_view, progress_counts
 from webui.steps import step_rows
 from webui.views.experiments import load_experiment
 
 PAGE_SIZE = 50
 DRY_TESTS_SHOWN = 100
-FILTERS = ("all", "passed", "failed", "errored", "improved", "regressed")
+FILTERS = ("all", "passed", "failed", "errored", "skipped")
+# A task's label (SPEC §8 ?label=): its own repetitions, or its change against the baseline beyond their noise.
+LABELS = ("stable_pass", "stable_fail", "flaky", "improved", "regressed")
 TABLE_FIELDS = ("id", "run_id", "task_id", "task_external_id", "repetition", "status", "attempts", "metrics", "evaluations", "error")
 
 
@@ -51,7 +55,35 @@ def listed_runs(experiment_id):
 
 
 def run_summary_context(run):
-    return {"run": run, "counts": progress_counts(run), "experiment": run.experiment, "throttle": throttle_shown(run)}
+    return {
+        "run": run,
+        "counts": progress_counts(run),
+        "experiment": run.experiment,
+        "throttle": throttle_shown(run),
+        "live": live_view(live.summary(run)),
+        "confidence": confidence(run.experiment.alpha),
+    }
+
+
+def parse_filters(query):
+    """(status filter, label) from the query string, each allow-listed; the old ?filter=improved
+    and ?filter=regressed read as the labels they always were."""
+    shown, label = query.get("filter", "all"), query.get("label", "")
+    if shown in ("improved", "regressed") and not label:
+        shown, label = "all", shown
+    return (shown if shown in FILTERS else "all"), (label if label in LABELS else "")
+
+
+def label_counts(run, comparison):
+    """{label: number of tasks} for the label filter bar, once the run has ended (labels come from its stored outcomes)."""
+    if run.is_active():
+        return {}
+    counts = dict.fromkeys(LABELS[:3], 0)
+    for label in results.run_labels(run).values():
+        counts[label] += 1
+    if comparison:
+        counts.update(improved=len(comparison["improved"]), regressed=len(comparison["regressed"]))
+    return counts
 
 
 def throttle_shown(run):
@@ -69,21 +101,23 @@ def throttle_shown(run):
 @vary_on_headers("HX-Request")
 def run_detail(request, pk):
     run = load_run(request, pk)
-    shown = request.GET.get("filter", "all")
-    shown = shown if shown in FILTERS else "all"
+    shown, label = parse_filters(request.GET)
     baseline = baseline_run_of(run)
     comparison = compare_runs(run, baseline) if baseline and not run.is_active() else None
     tests = Test.objects.filter(run=run).only(*TABLE_FIELDS)
-    if shown in ("passed", "failed", "errored"):
+    if shown != "all":
         tests = tests.filter(status=shown)
-    elif shown in ("improved", "regressed"):
-        tests = tests.filter(task_id__in=(comparison or {}).get(shown, []))
+    if label:
+        tests = tests.filter(task_id__in=results.tasks_labelled(run, label) if not run.is_active() else [])
     page = Paginator(tests.order_by("task_external_id", "repetition"), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         **run_summary_context(run),
         "page": page,
         "shown": shown,
         "filters": FILTERS,
+        "label": label,
+        "labels": LABELS,
+        "label_counts": label_counts(run, comparison),
         "baseline": baseline,
         "comparison": comparison,
         "other_runs": listed_runs(run.experiment_id).exclude(pk=run.pk)[:50],
@@ -180,6 +214,7 @@ def run_compare(request, new, old):
         "new_run": new_run,
         "old_run": old_run,
         "comparison": comparison,
+        "confidence": confidence(new_run.experiment.alpha),
         "improved": changed_tasks(comparison["improved"], names, new_run, old_run),
         "regressed": changed_tasks(comparison["regressed"], names, new_run, old_run),
         "runs": listed_runs(new_run.experiment_id)[:100],

@@ -35,6 +35,7 @@ from webui.forms import (
     numbered_setup_steps,
 )
 from webui.views.experiments import RUN_STARTED, load_experiment
+from webui.views.planner import planner_context
 
 PICKER_PAGE_SIZE = 50
 NO_FILTERS = {"q": "", "tag": "", "show": "", "page": ""}
@@ -125,7 +126,13 @@ def section_forms(request, experiment, data=None):
     app_steps = list(InferenceStep.objects.filter(application_id=experiment.application_id))
     selected_steps = list(experiment.inference_steps.values_list("external_id", flat=True))
     baseline = Variant.objects.get(experiment=experiment, parent__isnull=True)
-    settings = {"repetitions": experiment.repetitions, "max_error_rate": experiment.max_error_rate, "evaluators": experiment.evaluators}
+    settings = {
+        "repetitions": experiment.repetitions,
+        "max_error_rate": experiment.max_error_rate,
+        "evaluators": experiment.evaluators,
+        "alpha": experiment.alpha,
+        "guardrails": experiment.guardrails or [],
+    }
     forms = {
         "details": DetailsForm(data, initial={"name": experiment.name, "description": experiment.description}),
         "settings": SettingsForm(data, initial=settings, editable=settings_editable(request, experiment, locked)),
@@ -146,6 +153,10 @@ def setup_context(request, experiment, forms=None, filters=None, saved=None):
     forms = forms or section_forms(request, experiment)
     return {
         **context,
+        **planner_context(experiment),
+        "can_add_control": can(request, experiment.team_id)
+        and experiment.can_branch()
+        and not experiment.variants.filter(is_control=True).exists(),
         "forms": forms,
         "has_errors": any(form.is_bound and form.errors for form in forms.values()),
         "can_save": any(not field.disabled for form in forms.values() for field in form.fields.values()),
