@@ -68,6 +68,9 @@ def test_a_stopped_run_says_so_and_filters_its_skipped_tests(editor, verdicts):
     run = made["temp 0.1"]
     html = editor.get(f"/runs/{run.pk}/").content.decode()
     assert 'id="stopped-early"' in html and f"{run.skipped} tests skipped" in " ".join(html.split())
+    share = run.skipped / (run.total + run.skipped)
+    assert f"{100 * share:.0f}% of the planned tests saved" in html  # no cost reported here, so no dollars
+    assert "at what this run's tests cost" not in html
     skipped = editor.get(f"/runs/{run.pk}/?filter=skipped", HTTP_HX_REQUEST="true").content.decode()
     assert skipped.count("s-skipped") == min(run.skipped, 50)
 

@@ -54,8 +54,23 @@ def listed_runs(experiment_id):
     )
 
 
+def saving(run):
+    """What stopping when decided saved (SPEC §3): the skipped tests, their share of the run, and
+    their cost at what the run's tests cost so far (None without a reported cost)."""
+    if not run.skipped:
+        return None
+    planned = run.total + run.skipped
+    per_test = step_detail.cost_figures(run_aggregates(run), run.passed)["cost_per_test"]
+    return {
+        "tests": run.skipped,
+        "share": run.skipped / planned if planned else None,
+        "cost": per_test * run.skipped if per_test is not None else None,
+    }
+
+
 def run_summary_context(run):
     return {
+        "saving": saving(run),
         "run": run,
         "counts": progress_counts(run),
         "experiment": run.experiment,
