@@ -71,7 +71,7 @@ def test_charts_redrawn_after_a_run_ends_keep_their_own_titles_axes_and_lines(pa
         assert page.evaluate("document.getElementById('chart-delta').classList.contains('js-plotly-plot')")
         assert page.evaluate("document.getElementById('chart-pass-rate').classList.contains('js-plotly-plot')")
         assert chart_text(page, "#chart-pass-rate", ".gtitle") == "Pass rate with 95% interval"
-        assert chart_text(page, "#chart-delta", ".gtitle") == "Δ vs baseline (percentage points)"
+        assert chart_text(page, "#chart-delta", ".gtitle") == "Δ vs baseline (pp) with 95% interval"
         assert chart_text(page, "#chart-delta", ".g-ytitle text") == "Δ pp"
         assert "baseline 50%" not in page.locator("#chart-delta").inner_text()
         for chart in ("chart-pass-rate", "chart-delta"):
@@ -275,7 +275,7 @@ def test_hints_on_p_the_interval_and_the_mark_show_on_keyboard_focus(page, live_
     for selector, start in (
         ("#results-table thead a.hint[href$='#p-value']", "How often chance alone"),
         ("#results-table tbody .tip[data-tip^='95% interval']", "95% interval"),
-        ("#results-table tbody .tip[data-tip^='* significant']", "* significant at 5%"),
+        ("#results-table tbody .tip[data-tip^='* significant']", "* significant: the Holm-adjusted p is below"),
     ):
         page.focus(f"{selector} >> nth=0")
         assert page.evaluate(shown).strip('"').startswith(start), selector

@@ -6,7 +6,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from experiments_app import actions, runs
-from experiments_app.models import Test, TestStatus
+from experiments_app.models import Application, Delivery, Test, TestStatus
 from tests.webui.conftest import make_ready
 
 K = 3
@@ -66,6 +66,9 @@ def make_verdicts_experiment(team, *, with_stopped=True):
     `temp 0.5` (raw p < 0.05, adjusted not), `gpt-4o` (better but slower than the latency
     guardrail allows) and, with `with_stopped`, `temp 0.1` stopped early when decided."""
     experiment = make_ready(team, N_TASKS, name="Cooler answers")
+    # Answered here, never sent: a pull application gets no webhooks, so a Celery worker started
+    # by other tests of the session (and its sweeper) cannot deliver these tests meanwhile.
+    Application.objects.filter(pk=experiment.application_id).update(delivery=Delivery.PULL)
     actions.update_experiment(experiment, repetitions=K)
     experiment.refresh_from_db()
     made = {"Baseline": answer(runs.start_baseline_run(experiment), baseline_passes)}
