@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -201,6 +202,22 @@ def start_app(log_dir, latency_ms, status=200):
     return Process(command, child_env(), Path(log_dir) / "app.log", ready="ready"), port
 
 
+def start_profiler(path, pid):
+    """py-spy sampling the worker's processes (the `bench` extra) into `path`, collapsed stacks."""
+    if not path:
+        return None
+    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--output", path]
+    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the run starts
+    return profiler
+
+
+def stop_profiler(profiler):
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+
+
 def make_team():
     from django.contrib.auth import get_user_model
 
@@ -266,6 +283,7 @@ def run_dispatch(args, latency_ms, concurrency):
             timeout_seconds=30,
         )
         experiment = make_experiment(application, args.tests, user)
+        profiler = start_profiler(args.profile, worker.pid)
         worker_cpu, app_cpu = cpu_seconds(worker.pid), cpu_seconds(app.pid)
         started = time.perf_counter()
         run = runs.start_baseline_run(experiment, by=user)
@@ -273,6 +291,7 @@ def run_dispatch(args, latency_ms, concurrency):
         ended = wait_closed(run.pk, timeout=max(120, args.tests / 20 + latency_ms / 1000 * args.tests / concurrency * 3))
         seconds = ended - started
         worker_cpu, app_cpu = cpu_seconds(worker.pid) - worker_cpu, cpu_seconds(app.pid) - app_cpu
+        stop_profiler(profiler)
         run = Run.objects.get(pk=run.pk)
         if run.status != "succeeded" or run.passed != args.tests or not run.aggregates:
             raise SystemExit(f"the run ended {run.status} with {run.passed} of {args.tests} passed:\n{worker.log()[-3000:]}")
@@ -535,6 +554,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--var-dir", help="VAR_DIR for every process (default: a fresh temporary directory)")
     parser.add_argument("--database", help="PostgreSQL database name (default: DATABASE_URL's)")
+    parser.add_argument("--profile", help="dispatch/slow-app: write py-spy's collapsed stacks of the worker to this file")
     commands = parser.add_subparsers(dest="command", required=True)
     dispatch = commands.add_parser("dispatch", help="an application that answers at once")
     dispatch.add_argument("--tests", type=int, default=10_000)
