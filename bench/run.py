@@ -88,6 +88,22 @@ def cpu_seconds(pid):
     return total / CLOCK_TICKS
 
 
+def database_cpu_seconds():
+    """CPU of this machine's PostgreSQL server processes (0 when it runs elsewhere, or SQLite)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    name, fields = stat.read().split(" (", 1)[1].rsplit(")", 1)
+                if name.startswith("postgres"):
+                    fields = fields.split()
+                    total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+    return total / CLOCK_TICKS
+
+
 def peak_rss_mb(pid):
     """The largest peak resident set (VmHWM) among `pid` and its descendants."""
     peak = 0
@@ -207,6 +223,8 @@ def start_profiler(path, pid):
     if not path:
         return None
     command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--output", path]
+    if os.environ.get("BENCH_PROFILE_IDLE"):
+        command.append("--idle")  # waiting threads too: where the wall time goes
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the run starts
     return profiler
@@ -284,13 +302,14 @@ def run_dispatch(args, latency_ms, concurrency):
         )
         experiment = make_experiment(application, args.tests, user)
         profiler = start_profiler(args.profile, worker.pid)
-        worker_cpu, app_cpu = cpu_seconds(worker.pid), cpu_seconds(app.pid)
+        worker_cpu, app_cpu, database_cpu = cpu_seconds(worker.pid), cpu_seconds(app.pid), database_cpu_seconds()
         started = time.perf_counter()
         run = runs.start_baseline_run(experiment, by=user)
         started_in = time.perf_counter() - started
         ended = wait_closed(run.pk, timeout=max(120, args.tests / 20 + latency_ms / 1000 * args.tests / concurrency * 3))
         seconds = ended - started
         worker_cpu, app_cpu = cpu_seconds(worker.pid) - worker_cpu, cpu_seconds(app.pid) - app_cpu
+        database_cpu = database_cpu_seconds() - database_cpu
         stop_profiler(profiler)
         run = Run.objects.get(pk=run.pk)
         if run.status != "succeeded" or run.passed != args.tests or not run.aggregates:
@@ -308,6 +327,7 @@ def run_dispatch(args, latency_ms, concurrency):
         "engine_cpu_ms_per_test": round(worker_cpu * 1000 / args.tests, 3),
         "worker_peak_rss_mb": rss,
         "app_cpu_ms_per_test": round(app_cpu * 1000 / args.tests, 3),
+        "database_cpu_ms_per_test": round(database_cpu * 1000 / args.tests, 3),
         "concurrency": concurrency,
     }
 
