@@ -428,9 +428,11 @@ def command_ingest(args):
                 time.sleep(0.1)
         warm = min(len(test_ids), args.web_workers * args.web_threads * 2)  # each gunicorn worker imports lazily
         post_results(port, application.webhook_secret, test_ids[:warm], args.clients)
-        web_cpu = cpu_seconds(web.pid)
+        profiler = start_profiler(args.profile, web.pid)
+        web_cpu, database_cpu = cpu_seconds(web.pid), database_cpu_seconds()
         seconds, latencies, failures = post_results(port, application.webhook_secret, test_ids[warm:], args.clients)
-        web_cpu = cpu_seconds(web.pid) - web_cpu
+        web_cpu, database_cpu = cpu_seconds(web.pid) - web_cpu, database_cpu_seconds() - database_cpu
+        stop_profiler(profiler)
     finally:
         web.stop()
     if failures:
@@ -448,6 +450,7 @@ def command_ingest(args):
         "p50_ms": round(percentile(latencies, 50) * 1000, 1),
         "p95_ms": round(percentile(latencies, 95) * 1000, 1),
         "web_cpu_ms_per_result": round(web_cpu * 1000 / measured, 2),
+        "database_cpu_ms_per_result": round(database_cpu * 1000 / measured, 2),
         "clients": args.clients,
         "web": f"gunicorn --workers {args.web_workers} --threads {args.web_threads}",
     }
@@ -574,7 +577,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--var-dir", help="VAR_DIR for every process (default: a fresh temporary directory)")
     parser.add_argument("--database", help="PostgreSQL database name (default: DATABASE_URL's)")
-    parser.add_argument("--profile", help="dispatch/slow-app: write py-spy's collapsed stacks of the worker to this file")
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the worker (web server for ingest) to this file")
     commands = parser.add_subparsers(dest="command", required=True)
     dispatch = commands.add_parser("dispatch", help="an application that answers at once")
     dispatch.add_argument("--tests", type=int, default=10_000)
