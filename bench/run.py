@@ -285,6 +285,8 @@ def wait_closed(run_id, timeout):
 
 
 def run_dispatch(args, latency_ms, concurrency):
+    from django.db.models import Max
+
     from experiments_app import runs
     from experiments_app.models import Application, Run
 
@@ -303,7 +305,7 @@ def run_dispatch(args, latency_ms, concurrency):
         experiment = make_experiment(application, args.tests, user)
         profiler = start_profiler(args.profile, worker.pid)
         worker_cpu, app_cpu, database_cpu = cpu_seconds(worker.pid), cpu_seconds(app.pid), database_cpu_seconds()
-        started = time.perf_counter()
+        started, wall_started = time.perf_counter(), time.time()
         run = runs.start_baseline_run(experiment, by=user)
         started_in = time.perf_counter() - started
         ended = wait_closed(run.pk, timeout=max(120, args.tests / 20 + latency_ms / 1000 * args.tests / concurrency * 3))
@@ -315,6 +317,11 @@ def run_dispatch(args, latency_ms, concurrency):
         if run.status != "succeeded" or run.passed != args.tests or not run.aggregates:
             raise SystemExit(f"the run ended {run.status} with {run.passed} of {args.tests} passed:\n{worker.log()[-3000:]}")
         rss = peak_rss_mb(worker.pid)
+        # Where the time outside sending goes: until the first claim (tests written, the wake-up
+        # through the broker), and from the last delivery's end to the run closed.
+        last_answer = run.tests.aggregate(at=Max("completed_at"))["at"]
+        first_claim_s = run.started_at.timestamp() - wall_started
+        close_s = run.completed_at.timestamp() - last_answer.timestamp()
     finally:
         worker.stop()
         app.stop()
@@ -323,6 +330,8 @@ def run_dispatch(args, latency_ms, concurrency):
         "passed": run.passed,
         "seconds": round(seconds, 2),
         "start_seconds": round(started_in, 2),
+        "first_claim_after_s": round(first_claim_s, 2),
+        "closed_after_last_answer_s": round(close_s, 2),
         "tests_per_s": round(args.tests / seconds, 1),
         "engine_cpu_ms_per_test": round(worker_cpu * 1000 / args.tests, 3),
         "worker_peak_rss_mb": rss,
