@@ -10,7 +10,7 @@ counts; `error_tests` ends many tests at once by query.
 
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 
 from experiments_app.evaluation import evaluate
@@ -124,6 +124,7 @@ def write_tests(tests):
     `WITH v(...) AS (VALUES ...) UPDATE test SET ... FROM v WHERE test.id = v.id` (PostgreSQL, and
     SQLite 3.33+). An UPDATE per row cost a round trip and ~0.3 ms of ORM work each; bulk_update's
     CASE per field was slower still. Values go through each field's get_db_prep_save, as update() does."""
+    connection = transaction.get_connection()
     fields = [Test._meta.pk, *(Test._meta.get_field(name) for name in STATE_FIELDS)]
     columns = [connection.ops.quote_name(field.column) for field in fields]
     # PostgreSQL types VALUES from its first row; untyped parameters would be text.
