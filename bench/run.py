@@ -480,12 +480,14 @@ def percentile(ordered, p):
 
 # --- results ----------------------------------------------------------------------------
 
-OUTCOMES = [("passed", 0.70), ("failed", 0.27), ("errored", 0.03)]
 
-
-def close_run(run, rng):
+def close_run(run, rng, difficulty, pass_rate):
     """End every test of `run` with bulk updates (a few per outcome and metric bucket), then close it
-    with the engine's complete_if_done, which stores the aggregates the results pages read."""
+    with the engine's complete_if_done, which stores the aggregates the results pages read.
+
+    As in bench/pages.py, a task's difficulty stays the same across variants and each run redraws
+    ~15% of the outcomes, so a variant improves or regresses a few thousand tasks of 100,000,
+    not tens of thousands; 3% of the tests error."""
     from django.utils import timezone
 
     from experiments_app.models import Test
@@ -493,13 +495,12 @@ def close_run(run, rng):
 
     now = timezone.now()
     buckets = {}
-    for pk in run.tests.values_list("pk", flat=True).iterator(chunk_size=10_000):
-        draw, status = rng.random(), "errored"
-        for name, share in OUTCOMES:
-            if draw < share:
-                status = name
-                break
-            draw -= share
+    for pk, task_id in run.tests.values_list("pk", "task_id").iterator(chunk_size=10_000):
+        if rng.random() < 0.03:
+            status = "errored"
+        else:
+            point = difficulty[task_id] if rng.random() > 0.15 else rng.random()
+            status = "passed" if point < pass_rate else "failed"
         buckets.setdefault((status, rng.randrange(4)), []).append(pk)
     for (status, bucket), ids in buckets.items():
         fields = {"status": status, "completed_at": now, "attempts": 1, "dispatched_at": now, "lease_until": None}
@@ -529,7 +530,9 @@ def build_results(n_variants, n_tasks, seed=7):
     experiment = make_experiment(application, n_tasks, user, steps=("retrieve", "answer"))
     plan = [("answer", "temperature"), ("retrieve", "temperature"), ("answer", "model")]
     variants = [experiment.baseline]
-    close_run(runs.start_baseline_run(experiment, by=user), random.Random(f"{seed}-0"))
+    tasks = random.Random(f"{seed}-tasks")
+    difficulty = {task_id: tasks.random() for task_id in experiment.tasks.values_list("pk", flat=True)}
+    close_run(runs.start_baseline_run(experiment, by=user), random.Random(f"{seed}-0"), difficulty, 0.70)
     for index in range(1, n_variants + 1):
         step, parameter = plan[index % len(plan)]
         value = f"m-{index}" if parameter == "model" else round(0.01 * index, 2)
@@ -539,7 +542,8 @@ def build_results(n_variants, n_tasks, seed=7):
             experiment, parent=parent, inference_step=step, parameter=parameter, value=value, name=f"v{index}", by=user
         )
         variants.append(variant)
-        close_run(runs.start_variant_run(variant, by=user), random.Random(f"{seed}-{index}"))
+        pass_rate = 0.70 + random.Random(f"{seed}-rate-{index}").uniform(-0.08, 0.08)
+        close_run(runs.start_variant_run(variant, by=user), random.Random(f"{seed}-{index}"), difficulty, pass_rate)
     return Experiment.objects.get(pk=experiment.pk), user
 
 
