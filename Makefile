@@ -1,5 +1,6 @@
 # make run: install the runtime into .venv when needed, migrate, load the demo, serve on 127.0.0.1:$(PORT)
 # make test: add the test tools (and Debian's chromium), then run the whole test suite
+# make bench: the engine benchmarks of BENCHMARKS.md (bench/run.py), each printing one JSON line
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do $$p -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 # broker: honcho's own command line, given 30 s. Inline, so it imports nothing of the project.
 HONCHO = $(BIN)/python -c 'import sys; from honcho import command, manager; manager.KILL_WAIT = 30; sys.exit(command.main())'
 
-.PHONY: install install-test chromium chromium-install migrate run test check demo clean
+.PHONY: install install-test chromium chromium-install migrate run test check demo clean bench
 
 $(RUNTIME): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed (python3 not found)"; exit 2; }
@@ -69,6 +70,17 @@ run: demo
 
 test: chromium install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# make bench: the engine's benchmarks (BENCHMARKS.md), each with its own database, a real worker and
+# an application stub; PostgreSQL and Redis when DATABASE_URL / CELERY_BROKER_URL are set.
+BENCH = $(BIN)/python bench/run.py
+bench: install
+	$(BENCH) dispatch --tests 10000
+	$(BENCH) dispatch --tests 100000
+	$(BENCH) slow-app --tests 2000 --latency-ms 500 --concurrency 100
+	$(BENCH) slow-app --tests 10000 --latency-ms 1000 --concurrency 500
+	$(BENCH) ingest --results 5000 --clients 16
+	$(BENCH) results --variants 20 --tasks 100000
 
 check: install
 	$(BIN)/python manage.py check

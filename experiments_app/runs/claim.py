@@ -89,6 +89,29 @@ def poisonous_filter(now):
     return lost_filter(now) & Q(lost_attempts__gte=settings.DISPATCH_MAX_LOST_ATTEMPTS - 1)
 
 
+def lock_due_tests(application_id, now, limit):
+    """Lock up to `limit` due tests (skipping locked ones) and return their ids: the oldest active
+    run's first, its lost tests before its pending ones.
+
+    Within a run there is no ORDER BY: the database walks the (run, status) index and stops at
+    `limit`, so a claim costs the same at the first test of a run as at its 100,000th. Sorting
+    every due test of the application on each claim made a run's claims O(n²) (8.6 ms per claim
+    at 5,000 pending tests on PostgreSQL, growing with the run). Tests written in one bulk insert
+    come out in about the order they were written.
+    """
+    runs = Run.objects.filter(experiment__application_id=application_id, status__in=ACTIVE_RUN_STATUSES).order_by("created_at", "pk")
+    pending_due = Q(status=TestStatus.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    lost = lost_filter(now) & Q(lost_attempts__lt=settings.DISPATCH_MAX_LOST_ATTEMPTS - 1)  # not poisonous
+    ids = []
+    for run_id in runs.values_list("pk", flat=True):
+        for due in (lost, pending_due):
+            if len(ids) >= limit:
+                return ids
+            tests = Test.objects.filter(due, run_id=run_id, attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
+            ids += tests.order_by().select_for_update(skip_locked=True).values_list("pk", flat=True)[: limit - len(ids)]
+    return ids
+
+
 def claim_tests(application, limit, *, lease_seconds=None):
     """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease of `lease_seconds`
     or the dispatcher's default); return them.
@@ -102,15 +125,7 @@ def claim_tests(application, limit, *, lease_seconds=None):
         lease_seconds = 2 * application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS
     lease = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
-        ids = list(
-            application_tests(application.pk)
-            .filter(due_filter(now))
-            .filter(attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
-            .exclude(poisonous_filter(now))
-            .order_by("run__created_at", "created_at", "pk")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", flat=True)[:limit]
-        )
+        ids = lock_due_tests(application.pk, now, limit)
         if not ids:
             return []
         log_lost_attempts(Test.objects.filter(pk__in=ids), now)

@@ -116,9 +116,32 @@ def add_counts(run_id, statuses):
         Run.objects.filter(pk=run_id).update(**fields)
 
 
-def write_test(test):
-    # One UPDATE per row by primary key: much cheaper than bulk_update's CASE per field.
-    Test.objects.filter(pk=test.pk).update(**{name: getattr(test, name) for name in STATE_FIELDS})
+# Rows per UPDATE statement: 15 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535.
+WRITE_BATCH = 1000
+
+
+def write_tests(tests):
+    """Write STATE_FIELDS of `tests` in one statement per WRITE_BATCH rows:
+    `WITH v(...) AS (VALUES ...) UPDATE test SET ... FROM v WHERE test.id = v.id` (PostgreSQL, and
+    SQLite 3.33+). An UPDATE per row cost a round trip and ~0.3 ms of ORM work each; bulk_update's
+    CASE per field was slower still. Values go through each field's get_db_prep_save, as update() does."""
+    connection = transaction.get_connection()
+    fields = [Test._meta.pk, *(Test._meta.get_field(name) for name in STATE_FIELDS)]
+    columns = [connection.ops.quote_name(field.column) for field in fields]
+    # PostgreSQL types VALUES from its first row; untyped parameters would be text.
+    casts = [f"::{field.db_type(connection)}" if connection.vendor == "postgresql" else "" for field in fields]
+    row = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
+    table = connection.ops.quote_name(Test._meta.db_table)
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    for start in range(0, len(tests), WRITE_BATCH):
+        batch = tests[start : start + WRITE_BATCH]
+        params = [field.get_db_prep_save(getattr(test, field.attname), connection=connection) for test in batch for field in fields]
+        sql = (
+            f"WITH v ({', '.join(columns)}) AS (VALUES {', '.join([row] * len(batch))}) "
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{columns[0]} = v.{columns[0]}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
 
 def save_tests(tests):
@@ -126,8 +149,8 @@ def save_tests(tests):
     their runs' counts. Call inside the transaction that locked them. Returns {run id: [status]}
     of the tests that ended."""
     ended = {}
+    write_tests(tests)
     for test in tests:
-        write_test(test)
         if test.status in TERMINAL_TEST_STATUSES:
             ended.setdefault(test.run_id, []).append(test.status)
     for run_id, statuses in ended.items():

@@ -65,14 +65,14 @@ def test_the_dispatcher_survives_a_write_that_fails_for_one_test(receiver, monke
     run = start_baseline(receiver.url, n_tasks=4, max_error_rate=1.0)
     doomed = Test.objects.filter(run=run).order_by("task_external_id").first()
     receiver.handler = lambda received, count: Reply(200, {"output": "fine", "passed": True})
-    original = state.write_test
+    original = state.write_tests
 
-    def refuse_one(test):
-        if test.pk == doomed.pk and test.status == Status.PASSED:
+    def refuse_one(tests):
+        if any(test.pk == doomed.pk and test.status == Status.PASSED for test in tests):
             raise ValueError("simulated: the database refused this row")
-        return original(test)
+        return original(tests)
 
-    monkeypatch.setattr(state, "write_test", refuse_one)
+    monkeypatch.setattr(state, "write_tests", refuse_one)
     runs.dispatch_application(run.experiment.application_id)
 
     run = Run.objects.get(pk=run.pk)
