@@ -1,14 +1,8 @@
 """The setup page's planner (issue 9): how many tasks a comparison needs, before the baseline
 runs or, with a baseline that has repetitions, from its measured noise (stats.plan)."""
 
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
-from django.views.decorators.vary import vary_on_headers
-
 from experiments_app import results, stats
-from webui.access import team_member
 from webui.forms import PlannerForm
-from webui.views.experiments import load_experiment
 
 DEFAULT_DIFFERENCE_PP = 5.0
 DEFAULT_POWER = 0.8
@@ -55,18 +49,3 @@ def planner_context(experiment, data=None):
         else:
             answer = {**answer, "asked": asked, "used_measured": bool(asked["measured"] and noise)}
     return {"experiment": experiment, "planner": form, "plan": answer, "noise": noise}
-
-
-@require_GET
-@team_member
-@vary_on_headers("HX-Request")
-def setup_planner(request, pk):
-    """The planner's answer: the fragment for htmx, the setup page showing it otherwise; 400 with the fields named on bad input."""
-    from webui.views.setup import setup_context
-
-    experiment = load_experiment(request, pk)
-    context = planner_context(experiment, request.GET)
-    status = 400 if context["planner"].errors else 200
-    if request.htmx:
-        return render(request, "webui/experiment_setup.html#planner", context, status=status)
-    return render(request, "webui/experiment_setup.html", {**setup_context(request, experiment), **context}, status=status)

@@ -380,3 +380,16 @@ def setup_task_pick(request, pk):
         return redirect(setup_url(experiment, filters))
     experiment = load_experiment(request, pk)
     return render(request, "webui/experiment_setup.html#task-picker-changed", picker_context(request, experiment, filters))
+
+
+@require_GET
+@team_member
+@vary_on_headers("HX-Request")
+def setup_planner(request, pk):
+    """The planner's answer: the fragment for htmx, the setup page showing it otherwise; 400 with the fields named on bad input."""
+    experiment = load_experiment(request, pk)
+    context = planner_context(experiment, request.GET)
+    status = 400 if context["planner"].errors else 200
+    if request.htmx:
+        return render(request, "webui/experiment_setup.html#planner", context, status=status)
+    return render(request, "webui/experiment_setup.html", {**setup_context(request, experiment), **context}, status=status)
