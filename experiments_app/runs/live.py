@@ -65,8 +65,8 @@ def advance(run_id):
         if baseline_run is None:
             return None
         live = run.live or {}
-        if not run.is_active():
-            return stats.live_summary(live["state"]) if live.get("state") else None
+        if not run.is_active() and live.get("state") and live.get("baseline_run") != str(baseline_run.pk):
+            return stats.live_summary(live["state"])  # an ended run keeps the baseline it was watched against
         baseline = None
         if live.get("baseline_run") != str(baseline_run.pk):
             baseline = results.task_summaries(results.run_outcomes(baseline_run))
@@ -85,10 +85,11 @@ def advance(run_id):
                         difference = round(difference)
                     current = stats.live_update(current, max(-1.0, min(1.0, difference)))
             live = {**live, "state": current, "fed": [*live["fed"], *(task for task, _, _ in new)]}
-        live["at"] = time.time()
         summary = stats.live_summary(live["state"])
-        Run.objects.filter(pk=run.pk).update(live=live)
-        stopping = run.stop_when_decided and not run.stopped_early and summary["decided"] is not None
+        if run.is_active() or new or live is not run.live:
+            live["at"] = time.time()
+            Run.objects.filter(pk=run.pk).update(live=live)
+        stopping = run.is_active() and run.stop_when_decided and not run.stopped_early and summary["decided"] is not None
         if stopping:
             state.skip_pending(run.pk, timezone.now())
     if stopping:
@@ -108,10 +109,9 @@ def note_progress(run_ids):
 
 
 def summary(run):
-    """The run's `live` field: the current summary for an active variant run (advancing it
-    first), the last one for a finished run, None for the baseline and dry runs."""
+    """The run's `live` field: its summary, every task that has ended fed first (so an ended
+    run shows the sequence over all its tasks, not where the last look left it); None for the
+    baseline and dry runs."""
     if run.dry_run or run.variant.is_baseline:
         return None
-    if run.is_active():
-        return advance(run.pk)
-    return stats.live_summary(run.live["state"]) if (run.live or {}).get("state") else None
+    return advance(run.pk)

@@ -241,3 +241,19 @@ def test_live_and_stop_when_decided_skip_the_unsent_tests(team, settings):
     (row,) = client.get(url("experiment-results", id=experiment.pk)).json()["variants"]
     assert row["stopped_early"] is True and row["skipped"] == run.skipped and row["pass_rate"] == 1.0
     assert Test.objects.filter(run=run, status=Status.SKIPPED).count() == run.skipped
+
+
+def test_an_ended_run_shows_the_live_sequence_over_all_its_tasks(team, settings):
+    """`live` on an ended run is not left where the last look during the run stopped."""
+    settings.LIVE_LOOK_SECONDS = 3600  # no look while the results arrive
+    client = editor_client(team)
+    experiment = ready_experiment(make_application(team), n_tasks=12)
+    finish_run(runs.start_baseline_run(experiment), passed=False)
+    experiment.refresh_from_db()
+    variant = actions.create_variant(experiment, parent=experiment.baseline, inference_step="main", parameter="temperature", value=0.3)
+    run = runs.start_variant_run(variant)
+    assert client.get(url("run-detail", id=run.pk)).json()["live"]["done"] == 0
+    finish_run(run)
+    assert run.status == RunStatus.SUCCEEDED
+    live = client.get(url("run-detail", id=run.pk)).json()["live"]
+    assert live["done"] == live["total"] == 12 and live["delta_pp"] == 100.0
