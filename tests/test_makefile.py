@@ -3,6 +3,7 @@ adds the test tools and brings Debian's chromium or stops at once saying what to
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ if [ "$1" = install ]; then printf '#!/bin/sh\\n' > "{chromium}"; chmod +x "{chr
 """
 
 
-def make(*args, env=None, as_nobody=False):
-    command = ["make", "--no-print-directory", "-C", str(BASE_DIR), *args]
+def make(*args, env=None, as_nobody=False, directory=BASE_DIR):
+    command = ["make", "--no-print-directory", "-C", str(directory), *args]
     if as_nobody and os.getuid() == 0:
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     return subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
@@ -37,13 +38,26 @@ def fake_apt_get(tmp_path):
 
 
 def test_make_test_without_chromium_and_no_way_to_install_it_stops_at_once_with_one_line(fake_apt_get):
-    done = make("test", f"CHROMIUM={fake_apt_get['chromium']}", env={"PATH": fake_apt_get["PATH"]}, as_nobody=True)
+    # A copy of the Makefile where `nobody` may read it: the checkout (and pytest's tmp_path)
+    # may sit in a directory only its owner can enter (a clone into `mktemp -d`).
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        Path(scratch).chmod(0o755)
+        done = make_test_as_nobody(Path(scratch) / "checkout", fake_apt_get)
 
     assert done.returncode == 2
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert "Debian's chromium" in lines[0] and "apt-get install chromium" in lines[0]
     assert fake_apt_get["log"].read_text() == ""  # not root: nothing was attempted
+
+
+def make_test_as_nobody(copy, fake_apt_get):
+    (copy / "clients" / "python").mkdir(parents=True)
+    for name in ("Makefile", "pyproject.toml", "clients/python/pyproject.toml"):
+        (copy / name).write_bytes((BASE_DIR / name).read_bytes())
+    for path in (copy, copy / "clients", copy / "clients" / "python"):
+        path.chmod(0o755)
+    return make("test", f"CHROMIUM={fake_apt_get['chromium']}", env={"PATH": fake_apt_get["PATH"]}, as_nobody=True, directory=copy)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="the install branch runs as root only")
