@@ -229,7 +229,20 @@ def start_profiler(path, pid):
     """py-spy sampling the worker's processes (the `bench` extra) into `path`, collapsed stacks."""
     if not path:
         return None
-    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200", "--output", path]
+    beside = Path(sys.executable).parent / "py-spy"  # the venv's, when its bin is not on PATH
+    command = [
+        str(beside) if beside.exists() else "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--output",
+        path,
+    ]
     if os.environ.get("BENCH_PROFILE_IDLE"):
         command.append("--idle")  # waiting threads too: where the wall time goes
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -443,7 +456,9 @@ def command_ingest(args):
                     raise SystemExit(f"gunicorn did not start:\n{web.log()[-3000:]}") from None
                 time.sleep(0.1)
         warm = min(len(test_ids), args.web_workers * args.web_threads * 2)  # each gunicorn worker imports lazily
-        post_results(port, application.webhook_secret, test_ids[:warm], args.clients)
+        _, _, refused = post_results(port, application.webhook_secret, test_ids[:warm], args.clients)
+        if refused:
+            raise SystemExit(f"{len(refused)} warm-up results were refused, first: {refused[0]}\n{web.log()[-3000:]}")
         profiler = start_profiler(args.profile, web.pid)
         web_cpu, database_cpu = cpu_seconds(web.pid), database_cpu_seconds()
         seconds, latencies, failures = post_results(port, application.webhook_secret, test_ids[warm:], args.clients)

@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from experiments_app.evaluation import evaluate
-from experiments_app.models import TERMINAL_TEST_STATUSES, DeliveryAttempt, Run, Test, TestStatus
+from experiments_app.models import ACTIVE_RUN_STATUSES, TERMINAL_TEST_STATUSES, DeliveryAttempt, Run, Test, TestStatus
 
 # Every field the mutators below may change: what `save_tests` writes.
 STATE_FIELDS = (
@@ -116,6 +116,29 @@ def add_counts(run_id, statuses):
         Run.objects.filter(pk=run_id).update(**fields)
 
 
+def add_counts_apart(run_id, statuses):
+    """add_counts for a caller that ends one test per transaction (a result over HTTP), made in a
+    transaction of its own after that one committed.
+
+    Inside the test's transaction the run's row would stay locked until the commit is flushed, so
+    the results of one run would be taken one commit at a time (~270/s at this machine's 3.7 ms
+    fsync). Here the row is held only for the increment: on PostgreSQL its commit does not wait
+    for the flush (`synchronous_commit` off for this transaction alone). These counters show a
+    running run's progress; complete_run recounts the tests when the run closes, so an increment
+    lost to a crash in between only under-shows progress until then. Only an active run is
+    counted: one that closed meanwhile already has its recount."""
+    fields = {status.value: F(status.value) + sum(1 for item in statuses if item == status) for status in set(statuses)}
+    if not fields:
+        return
+    connection = transaction.get_connection()
+    own_transaction = not connection.in_atomic_block  # inside a caller's, its commit is the caller's
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and own_transaction:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(**fields)
+
+
 # Rows per UPDATE statement: 15 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535.
 WRITE_BATCH = 1000
 
@@ -144,17 +167,19 @@ def write_tests(tests):
             cursor.execute(sql, params)
 
 
-def save_tests(tests):
-    """Write the state of `tests` (changed by the mutators above) and add the terminal ones to
-    their runs' counts. Call inside the transaction that locked them. Returns {run id: [status]}
-    of the tests that ended."""
+def save_tests(tests, *, count=True):
+    """Write the state of `tests` (changed by the mutators above) and, unless `count` is false
+    (the caller then calls add_counts_apart after its commit), add the terminal ones to their
+    runs' counts. Call inside the transaction that locked them. Returns {run id: [status]} of the
+    tests that ended."""
     ended = {}
     write_tests(tests)
     for test in tests:
         if test.status in TERMINAL_TEST_STATUSES:
             ended.setdefault(test.run_id, []).append(test.status)
-    for run_id, statuses in ended.items():
-        add_counts(run_id, statuses)
+    if count:
+        for run_id, statuses in ended.items():
+            add_counts(run_id, statuses)
     return ended
 
 

@@ -8,10 +8,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from experiments_app.models import DeliveryAttempt, Run, Test, TestStatus
+from experiments_app.models import DeliveryAttempt, Run, RunStatus, Test, TestStatus
 from experiments_app.runs.claim import claim_tests
 from experiments_app.runs.dispatch import record_outcomes
+from experiments_app.runs.ingest import record_result
 from experiments_app.runs.send import Job, Outcome
+from experiments_app.runs.state import add_counts_apart
 from tests.engine_fixtures import start_baseline
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,3 +58,30 @@ def queries_to_record(n_tests):
 
 def test_recording_a_batch_of_outcomes_takes_the_same_statements_for_5_or_60_tests():
     assert queries_to_record(5) == queries_to_record(60)
+
+
+def test_a_result_over_http_is_committed_before_its_run_counter_is_touched():
+    """The test's transaction never locks the run's row (results of one run would otherwise be
+    taken one flushed commit at a time); the count follows in its own short transaction."""
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    first, second = Test.objects.filter(run=run)
+    with CaptureQueriesContext(connection) as captured:
+        record_result(first.pk, {"output": "ok", "passed": True})
+    statements = [query["sql"] for query in captured.captured_queries]
+    run_table = Run._meta.db_table
+    counted = next(index for index, sql in enumerate(statements) if sql.startswith(f'UPDATE "{run_table}"'))
+    assert "COMMIT" in statements[:counted]
+    assert not any(sql.startswith(f'UPDATE "{run_table}"') for sql in statements[: statements.index("COMMIT")])
+    if connection.vendor == "postgresql":
+        assert statements[counted - 1] == "SET LOCAL synchronous_commit TO OFF"
+    assert Run.objects.get(pk=run.pk).passed == 1
+
+
+def test_a_count_arriving_after_the_run_closed_leaves_the_recount_alone():
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=1)
+    (test,) = Test.objects.filter(run=run)
+    record_result(test.pk, {"output": "ok", "passed": True})
+    closed = Run.objects.get(pk=run.pk)
+    assert closed.status == RunStatus.SUCCEEDED and closed.passed == 1
+    add_counts_apart(run.pk, [TestStatus.PASSED])  # a late increment, as a slow request would make
+    assert Run.objects.get(pk=run.pk).passed == 1
