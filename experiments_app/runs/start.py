@@ -56,21 +56,73 @@ def create_run(
             )
     except IntegrityError:
         raise states.InvalidTransition(experiment.status, experiment.status, "Another run of this experiment is already active.") from None
-    if tasks is None:
-        tasks = list(experiment.tasks.values_list("pk", "external_id", "input", "expected"))
-        if not variant.is_baseline:
-            # Tasks go out in random order (a task's repetitions together): the live confidence
-            # sequence covers the mean difference when tasks arrive in random order.
-            random.shuffle(tasks)
-    tests = [
-        Test(run=run, task_id=pk, repetition=repetition, task_external_id=external_id, task_input=task_input, task_expected=expected)
-        for pk, external_id, task_input, expected in tasks
-        for repetition in range(1, (repetitions or experiment.repetitions) + 1)
-    ]
-    Test.objects.bulk_create(tests, batch_size=2000)
-    run.total = len(tests)
+    repetitions = repetitions or experiment.repetitions
+    # A variant's tasks go out in random order (a task's repetitions together): the live
+    # confidence sequence covers the mean difference when tasks arrive in random order.
+    shuffle = not variant.is_baseline
+    if tasks is None and transaction.get_connection().vendor == "postgresql":
+        run.total = insert_selected_tests(run, experiment, repetitions, shuffle=shuffle)
+    else:
+        if tasks is None:
+            tasks = list(experiment.tasks.values_list("pk", "external_id", "input", "expected"))
+            if shuffle:
+                random.shuffle(tasks)
+        tests = [
+            Test(run=run, task_id=pk, repetition=repetition, task_external_id=external_id, task_input=task_input, task_expected=expected)
+            for pk, external_id, task_input, expected in tasks
+            for repetition in range(1, repetitions + 1)
+        ]
+        Test.objects.bulk_create(tests, batch_size=2000)
+        run.total = len(tests)
     run.save(update_fields=["total"])
     return run
+
+
+def insert_selected_tests(run, experiment, repetitions, shuffle):
+    """PostgreSQL: make the run's tests from the experiment's selected tasks inside the database
+    (`INSERT … SELECT` over tasks × generate_series), the task snapshots never passing through
+    Python. bulk_create built, adapted and sent every row (1 s at 10,000 tests on a 2-core
+    machine, the start of every run). Other columns take their field's default. Returns the count.
+
+    Insertion order is claim order (claims read the run's pending tests in index order): by task
+    external id, or shuffled by task when `shuffle`, a task's repetitions together."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    made = {
+        "id": ("gen_random_uuid()", []),
+        "run_id": ("%s::uuid", [run.pk.hex]),
+        "task_id": ("task.id", []),
+        "repetition": ("r.n", []),
+        "task_external_id": ("task.external_id", []),
+        "task_input": ("task.input", []),
+        "task_expected": ("task.expected", []),
+    }
+    now = timezone.now()
+    columns, values, params = [], [], []
+    for field in Test._meta.concrete_fields:
+        columns.append(quote(field.column))
+        if field.attname in made:
+            sql, field_params = made[field.attname]
+        else:
+            default = now if field.attname == "created_at" else field.get_default()
+            sql, field_params = f"%s::{field.db_type(connection)}", [field.get_db_prep_save(default, connection=connection)]
+        values.append(sql)
+        params.extend(field_params)
+    task_table, through = Task._meta.db_table, Experiment.tasks.through._meta
+    order = "task.shuffle, r.n" if shuffle else "task.external_id, r.n"
+    sql = (
+        f"INSERT INTO {quote(Test._meta.db_table)} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM ("
+        f"SELECT t.id, t.external_id, t.input, t.expected, md5(t.id::text || %s) AS shuffle FROM {quote(task_table)} t "
+        f"JOIN {quote(through.db_table)} s ON s.{quote(through.get_field('task').column)} = t.id "
+        f"WHERE s.{quote(through.get_field('experiment').column)} = %s::uuid"
+        f") task CROSS JOIN generate_series(1, %s) AS r(n) ORDER BY {order}"
+    )
+    with connection.cursor() as cursor:
+        # The shuffle key is a hash of the task with a salt for this run, the same for each of
+        # its repetitions (random() would be drawn again for each row of the cross join).
+        cursor.execute(sql, [*params, f"{random.getrandbits(64):x}", experiment.pk.hex, repetitions])
+        return cursor.rowcount
 
 
 def wake_dispatcher(application_id):
