@@ -289,14 +289,32 @@ def make_experiment(application, n_tasks, user=None, steps=("main",)):
     return experiment
 
 
-def wait_closed(run_id, timeout):
+def rss_mb(pid):
+    """The largest resident set now (VmRSS) among `pid` and its descendants."""
+    largest = 0
+    for each in process_tree(pid):
+        try:
+            with open(f"/proc/{each}/status") as status:
+                largest = max([largest, *(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))])
+        except OSError:
+            pass
+    return largest / 1024
+
+
+def wait_closed(run_id, timeout, watch_pid=None):
+    """When the run closed (perf_counter), and the worker's resident set sampled every ~0.25 s
+    while it ran: [(time.time(), MB)]."""
     from experiments_app.models import ACTIVE_RUN_STATUSES, Run
 
     deadline = time.monotonic() + timeout
+    samples, sampled_at = [], 0.0
     while time.monotonic() < deadline:
+        if watch_pid and time.monotonic() - sampled_at >= 0.25:
+            samples.append((time.time(), rss_mb(watch_pid)))
+            sampled_at = time.monotonic()
         run = Run.objects.only("status").get(pk=run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
-            return time.perf_counter()
+            return time.perf_counter(), samples
         time.sleep(0.02)
     raise SystemExit(f"run {run_id} did not close within {timeout:.0f} s")
 
@@ -328,7 +346,9 @@ def run_dispatch(args, latency_ms, concurrency):
         started, wall_started = time.perf_counter(), time.time()
         run = runs.start_baseline_run(experiment, by=user)
         started_in = time.perf_counter() - started
-        ended = wait_closed(run.pk, timeout=max(120, args.tests / 20 + latency_ms / 1000 * args.tests / concurrency * 3))
+        ended, rss_samples = wait_closed(
+            run.pk, timeout=max(120, args.tests / 20 + latency_ms / 1000 * args.tests / concurrency * 3), watch_pid=worker.pid
+        )
         seconds = ended - started
         worker_cpu, app_cpu = cpu_seconds(worker.pid) - worker_cpu, cpu_seconds(app.pid) - app_cpu
         database_cpu = database_cpu_seconds() - database_cpu
@@ -342,6 +362,8 @@ def run_dispatch(args, latency_ms, concurrency):
         last_answer = run.tests.aggregate(at=Max("completed_at"))["at"]
         first_claim_s = run.started_at.timestamp() - wall_started
         close_s = run.completed_at.timestamp() - last_answer.timestamp()
+        # The peak while tests were being sent, apart from the close (which summarises the run).
+        sending_rss = max((mb for at, mb in rss_samples if at < last_answer.timestamp()), default=0.0)
     finally:
         worker.stop()
         app.stop()
@@ -355,6 +377,7 @@ def run_dispatch(args, latency_ms, concurrency):
         "tests_per_s": round(args.tests / seconds, 1),
         "engine_cpu_ms_per_test": round(worker_cpu * 1000 / args.tests, 3),
         "worker_peak_rss_mb": rss,
+        "worker_rss_while_sending_mb": round(sending_rss, 1),
         "app_cpu_ms_per_test": round(app_cpu * 1000 / args.tests, 3),
         "database_cpu_ms_per_test": round(database_cpu * 1000 / args.tests, 3),
         "concurrency": concurrency,

@@ -48,7 +48,7 @@ def test_dispatch_sends_every_test_through_a_real_worker_and_closes_the_run(benc
 
     assert figures["tests"] == figures["passed"] == 120
     assert figures["cores"] == os.cpu_count()
-    assert {"seconds", "tests_per_s", "engine_cpu_ms_per_test", "worker_peak_rss_mb"} <= set(figures)
+    assert {"seconds", "tests_per_s", "engine_cpu_ms_per_test", "worker_peak_rss_mb", "worker_rss_while_sending_mb"} <= set(figures)
 
 
 def test_slow_app_reports_its_efficiency_against_the_ideal(bench):

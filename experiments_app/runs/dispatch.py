@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 # filled at once from these, while this thread writes outcomes.
 QUEUE_FACTOR = 1
 OUTCOME_WAIT_SECONDS = 0.5
+# Outcomes per write: between two, the slots freed meanwhile are refilled (Dispatcher.record).
+WRITE_CHUNK = 64
 
 
 # --- warm shutdown ----------------------------------------------------------------
@@ -183,7 +185,7 @@ class Dispatcher:
             return True
         outcomes = self.wait(sender, OUTCOME_WAIT_SECONDS)
         self.start_jobs(sender)  # refill the freed slots before writing outcomes
-        self.record(outcomes)
+        self.record(outcomes, refill=sender)
         return True
 
     def start_jobs(self, sender):
@@ -281,16 +283,24 @@ class Dispatcher:
             timeout=float(self.application.timeout_seconds),
         )
 
-    def record(self, outcomes):
+    def record(self, outcomes, refill=None):
+        """Write outcomes, WRITE_CHUNK at a time. With `refill` (the sender), the answers that
+        came during each chunk's write are taken and their slots filled before the next chunk:
+        a slot freed while a large batch is written would otherwise wait for all of it."""
         # Answers not yet written (the database was unreachable) go first, once.
         outcomes, self.unrecorded = [*self.unrecorded, *outcomes], []
-        if not outcomes:
-            return
-        try:
-            self.write(outcomes)
-        except (OperationalError, InterfaceError):
-            self.unrecorded = outcomes
-            raise
+        began = time.monotonic()
+        while outcomes:
+            chunk, outcomes = outcomes[:WRITE_CHUNK], outcomes[WRITE_CHUNK:]
+            try:
+                self.write(chunk)
+            except (OperationalError, InterfaceError):
+                self.unrecorded = [*chunk, *outcomes]
+                raise
+            # Bounded, so that the loop (claims, the lease's renewal) comes round again.
+            if refill is not None and time.monotonic() - began < OUTCOME_WAIT_SECONDS:
+                outcomes.extend(self.wait(refill, 0))
+                self.start_jobs(refill)
 
     def write(self, outcomes):
         self.moved()
