@@ -82,10 +82,21 @@ def insert_selected_tests(run, experiment, repetitions, shuffle):
     """PostgreSQL: make the run's tests from the experiment's selected tasks inside the database
     (`INSERT … SELECT` over tasks × generate_series), the task snapshots never passing through
     Python. bulk_create built, adapted and sent every row (1 s at 10,000 tests on a 2-core
-    machine, the start of every run). Other columns take their field's default. Returns the count.
+    machine, the start of every run). Returns the count."""
+    connection = transaction.get_connection()
+    columns, select, params = selected_tests_query(run, experiment, repetitions, shuffle)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {connection.ops.quote_name(Test._meta.db_table)} ({', '.join(columns)}) {select}", params)
+        return cursor.rowcount
 
-    Insertion order is claim order (claims read the run's pending tests in index order): by task
-    external id, or shuffled by task when `shuffle`, a task's repetitions together."""
+
+def selected_tests_query(run, experiment, repetitions, shuffle):
+    """(columns, SELECT, params) of the run's test rows, every column not made from the task at
+    its field's default, in the order they are written: by task external id, or when `shuffle`
+    by a hash of the task with a salt for this run, the same for each of the task's repetitions
+    whatever the plan (a volatile random() may be evaluated again per row of the cross join), so
+    they stay together. Claims read a run's tests in physical order, which is this order while
+    new pages are filled."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     made = {
@@ -108,21 +119,16 @@ def insert_selected_tests(run, experiment, repetitions, shuffle):
             sql, field_params = f"%s::{field.db_type(connection)}", [field.get_db_prep_save(default, connection=connection)]
         values.append(sql)
         params.extend(field_params)
-    task_table, through = Task._meta.db_table, Experiment.tasks.through._meta
+    through = Experiment.tasks.through._meta
     order = "task.shuffle, r.n" if shuffle else "task.external_id, r.n"
-    sql = (
-        f"INSERT INTO {quote(Test._meta.db_table)} ({', '.join(columns)}) "
+    select = (
         f"SELECT {', '.join(values)} FROM ("
-        f"SELECT t.id, t.external_id, t.input, t.expected, md5(t.id::text || %s) AS shuffle FROM {quote(task_table)} t "
+        f"SELECT t.id, t.external_id, t.input, t.expected, md5(t.id::text || %s) AS shuffle FROM {quote(Task._meta.db_table)} t "
         f"JOIN {quote(through.db_table)} s ON s.{quote(through.get_field('task').column)} = t.id "
         f"WHERE s.{quote(through.get_field('experiment').column)} = %s::uuid"
         f") task CROSS JOIN generate_series(1, %s) AS r(n) ORDER BY {order}"
     )
-    with connection.cursor() as cursor:
-        # The shuffle key is a hash of the task with a salt for this run, the same for each of
-        # its repetitions (random() would be drawn again for each row of the cross join).
-        cursor.execute(sql, [*params, f"{random.getrandbits(64):x}", experiment.pk.hex, repetitions])
-        return cursor.rowcount
+    return columns, select, [*params, f"{random.getrandbits(64):x}", experiment.pk.hex, repetitions]
 
 
 def wake_dispatcher(application_id):

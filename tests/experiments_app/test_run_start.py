@@ -7,6 +7,7 @@ from django.db import connection
 
 from experiments_app import actions, runs
 from experiments_app.models import Test, TestStatus
+from experiments_app.runs.start import selected_tests_query
 from tests.api_fixtures import finish_run, ready_experiment
 from tests.factories import make_application
 
@@ -14,8 +15,10 @@ pytestmark = pytest.mark.django_db
 
 
 def insertion_order(run):
-    """(external id, repetition) of the run's tests in the order they were written, which is the
-    order the claim reads them through the (run, status) index."""
+    """(external id, repetition) of the run's tests in physical order, the order the claim reads
+    them through the (run, status) index (equal keys are kept in heap order). On SQLite that is
+    the order they were written; on PostgreSQL too while new pages are filled, but rows may land
+    in space freed on earlier pages (here: by the baseline's updates)."""
     table = connection.ops.quote_name(Test._meta.db_table)
     order, run_id = ("ctid", run.pk) if connection.vendor == "postgresql" else ("rowid", run.pk.hex)
     with connection.cursor() as cursor:
@@ -54,4 +57,21 @@ def test_the_baseline_goes_out_by_task_and_a_variant_in_random_task_order_repeti
     variant_order = insertion_order(runs.start_variant_run(variant))
     assert sorted(variant_order) == baseline_order
     assert variant_order != baseline_order  # 40 tasks in sorted order by chance: 1 in 40!
-    assert all(variant_order[index][0] == variant_order[index + 1][0] for index in range(0, 80, 2))
+    if connection.vendor == "sqlite":  # written in order: a task's repetitions together
+        assert all(variant_order[index][0] == variant_order[index + 1][0] for index in range(0, 80, 2))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite writes the tests through bulk_create")
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_postgresql_writes_the_rows_by_task_or_shuffled_by_task_repetitions_together(experiment, shuffle):
+    """The order of the INSERT's SELECT itself (physical order may differ: see insertion_order)."""
+    run = runs.start_baseline_run(experiment)
+    columns, select, params = selected_tests_query(run, experiment, 3, shuffle)
+    with connection.cursor() as cursor:
+        cursor.execute(select, params)
+        named = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    order = [(row['"task_external_id"'], row['"repetition"']) for row in named]
+    assert sorted(order) == sorted((task.external_id, k) for task in experiment.tasks.all() for k in (1, 2, 3))
+    assert (order == sorted(order)) is not shuffle  # 40 tasks sorted by chance: 1 in 40!
+    assert all(order[index][0] == order[index + 1][0] == order[index + 2][0] for index in range(0, 120, 3))
+    assert [k for _, k in order] == [1, 2, 3] * 40
