@@ -41,7 +41,6 @@ def hit(scope, key, limit):
     """Count one request of `key` under `scope`; return the seconds to wait (Retry-After) when it
     is over `limit`, else None. The window opens at the key's first request and lasts S seconds."""
     allowed, window = parse(limit)
-    now = time.time()
     digest = hashlib.sha256(str(key).encode()).hexdigest()[:32]
     count_key, opened_key = f"ratelimit:{scope}:{digest}", f"ratelimit:{scope}:{digest}:opened"
     config = settings.CACHES["default"]
@@ -53,6 +52,7 @@ def hit(scope, key, limit):
             pipe.ttl(stored)
             _, count, left = pipe.execute()
         return max(1, left) if count > allowed else None
+    now = time.time()
     if cache.add(opened_key, now, timeout=window):
         cache.set(count_key, 0, timeout=window)
     try:

@@ -105,13 +105,19 @@ def await_result(test, now, result_timeout_seconds):
     return test.status
 
 
-def add_counts(run_id, statuses):
-    """Add terminal test outcomes to the run's live counters (exact: each test ends once)."""
+def counter_updates(statuses):
+    """{counter: F() + n} for terminal test outcomes: the run's passed, failed and errored."""
     fields = {}
     for status in (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED):
         count = sum(1 for item in statuses if item == status)
         if count:
             fields[status.value] = F(status.value) + count
+    return fields
+
+
+def add_counts(run_id, statuses):
+    """Add terminal test outcomes to the run's live counters (exact: each test ends once)."""
+    fields = counter_updates(statuses)
     if fields:
         Run.objects.filter(pk=run_id).update(**fields)
 
@@ -127,7 +133,7 @@ def add_counts_apart(run_id, statuses):
     running run's progress; complete_run recounts the tests when the run closes, so an increment
     lost to a crash in between only under-shows progress until then. Only an active run is
     counted: one that closed meanwhile already has its recount."""
-    fields = {status.value: F(status.value) + sum(1 for item in statuses if item == status) for status in set(statuses)}
+    fields = counter_updates(statuses)
     if not fields:
         return
     connection = transaction.get_connection()
