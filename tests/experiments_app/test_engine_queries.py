@@ -85,3 +85,27 @@ def test_a_count_arriving_after_the_run_closed_leaves_the_recount_alone():
     assert closed.status == RunStatus.SUCCEEDED and closed.passed == 1
     add_counts_apart(run.pk, [TestStatus.PASSED])  # a late increment, as a slow request would make
     assert Run.objects.get(pk=run.pk).passed == 1
+
+
+def test_write_tests_stores_every_state_field_as_the_orm_reads_it_back():
+    """write_tests' batch statement (JSON rows on PostgreSQL, VALUES on SQLite) against awkward
+    values: nested JSON nulls, quotes, backslashes, non-ASCII, big and float numbers, a JSON
+    `null` output beside an absent one (SQL NULL), microsecond times, and fields set back to None."""
+    from experiments_app.runs.state import STATE_FIELDS, write_tests
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=3)
+    first, second, third = Test.objects.filter(run=run).order_by("task_external_id")
+    now = timezone.now().replace(microsecond=123456)
+    first.status, first.output, first.has_output = TestStatus.PASSED, {"a": [1, None, 2.5], 'q"\\': "é ✓ \n"}, True
+    first.metrics, first.evaluations = {"latency_ms": 12.75, "big": 2**62}, [{"name": "e", "passed": True, "score": None}]
+    first.steps, first.trace_id, first.error, first.reported_passed = {"s1": {"output": "x"}}, "t-1", "", True
+    first.completed_at, first.lease_until = now, None
+    second.status, second.output, second.has_output, second.reported_passed = TestStatus.FAILED, None, True, False
+    second.error, second.accepted_at, second.result_due_at = "it's \\ \"wrong\"", now, now
+    third.lease_until, third.next_attempt_at = now, now
+    write_tests([first, second, third])
+    for written in (first, second, third):
+        stored = Test.objects.get(pk=written.pk)
+        for name in STATE_FIELDS:
+            assert getattr(stored, name) == getattr(written, name), name
+    assert Test.objects.filter(pk=second.pk, output__isnull=True).exists()  # None is SQL NULL, as the ORM writes it
