@@ -108,6 +108,7 @@ class Dispatcher:
         self.renewed_at = time.monotonic()
         self.waiting = deque()  # claimed, not yet sent: started as slots free
         self.sending = 0  # handed to the sender, no outcome yet
+        self.stops_when_decided = {}  # run id: its stop_when_decided (fixed when the run is made)
         self.envelopes = {}
         self.evaluators = {}
         self.urls = {}  # a run's own webhook_url (a preview deployment), else the application's
@@ -267,6 +268,7 @@ class Dispatcher:
             run = Run.objects.select_related("experiment", "variant__inference_step").get(pk=run_id)
             self.envelopes[run_id] = webhooks.run_envelope(run)
             self.evaluators[run_id] = run.experiment.evaluators
+            self.stops_when_decided[run_id] = run.stop_when_decided
             self.urls[run_id] = run.webhook_url or self.application.webhook_url
         return self.envelopes[run_id]
 
@@ -314,7 +316,8 @@ class Dispatcher:
                 self.limit.on_success()
         self.show_limit()
         ended = record_outcomes(outcomes, self.application, self.evaluators, self.max_attempts)
-        live.note_progress(ended)  # a run that stops when decided may stop now
+        # A run that stops when decided may stop now.
+        live.note_progress([run_id for run_id in ended if self.stops_when_decided.get(run_id, True)])
         for run_id in ended:
             complete_if_done(run_id)
         if health.note_outcomes(self.application.pk, outcomes, timezone.now()):
@@ -346,13 +349,21 @@ def record_outcomes(outcomes, application, evaluators, max_attempts):
     return write_outcomes(outcomes, application, evaluators, max_attempts, isolated=True)
 
 
+# What write_outcomes never reads: the task's input can be large, and each column costs decoding.
+UNUSED_BY_OUTCOMES = ("task_input", "task_external_id", "task", "repetition", "created_at", "lost_attempts", "dispatched_at")
+
+
 def write_outcomes(outcomes, application, evaluators, max_attempts, *, isolated):
     now = timezone.now()
     by_test = {outcome.job.test_id: outcome for outcome in outcomes}
     attempts = []
     ended = {}
     with transaction.atomic():
-        tests = Test.objects.select_for_update(of=("self",)).filter(pk__in=list(by_test), status=TestStatus.DISPATCHED)
+        tests = (
+            Test.objects.select_for_update(of=("self",))
+            .filter(pk__in=list(by_test), status=TestStatus.DISPATCHED)
+            .defer(*UNUSED_BY_OUTCOMES)
+        )
         current = {test.pk: test for test in tests}
         changed = []
         for outcome in outcomes:

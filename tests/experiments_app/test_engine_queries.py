@@ -101,7 +101,7 @@ def test_write_tests_stores_every_state_field_as_the_orm_reads_it_back():
     first.steps, first.trace_id, first.error, first.reported_passed = {"s1": {"output": "x"}}, "t-1", "", True
     first.completed_at, first.lease_until = now, None
     second.status, second.output, second.has_output, second.reported_passed = TestStatus.FAILED, None, True, False
-    second.error, second.accepted_at, second.result_due_at = "it's \\ \"wrong\"", now, now
+    second.error, second.accepted_at, second.result_due_at = 'it\'s \\ "wrong"', now, now
     third.lease_until, third.next_attempt_at = now, now
     write_tests([first, second, third])
     for written in (first, second, third):
