@@ -230,7 +230,7 @@ def build_report(experiment):
         },
         "scope": {
             "inference_steps": sorted(experiment.inference_steps.values_list("external_id", flat=True)),
-            "tasks": experiment.tasks.count(),
+            "tasks": experiment.task_count(),
             "repetitions": experiment.repetitions,
             "evaluators": names,
             "alpha": alpha,

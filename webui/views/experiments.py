@@ -155,7 +155,7 @@ def header_context(request, experiment):
         "experiment": experiment,
         "run": run,
         "steps": steps,
-        "n_tasks": experiment.tasks.count(),
+        "n_tasks": experiment.task_count(),
         "buttons": lifecycle_buttons(request, experiment, run),
     }
 

@@ -105,7 +105,7 @@ def picker_context(request, experiment, filters):
         "previous_query": picker_query(filters, page=page.previous_page_number()) if page.has_previous() else "",
         "next_query": picker_query(filters, page=page.next_page_number()) if page.has_next() else "",
         "picker_lock_reason": lock_reason,
-        "n_selected_tasks": experiment.tasks.count(),
+        "n_selected_tasks": experiment.task_count(),
         "n_app_tasks": Task.objects.filter(application_id=experiment.application_id).count(),
         "setup_form": SETUP_FORM,
         "step_titles": numbered_setup_steps(),
