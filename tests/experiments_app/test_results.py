@@ -171,6 +171,38 @@ def test_results_pair_runs_closed_before_their_baseline_from_stored_outcomes(exp
         assert results.experiment_results(experiment)["variants"][0]["improved"] == [str(tasks[0].pk)]
 
 
+def test_results_without_task_ids_are_the_same_rows_with_empty_task_lists(experiment, tasks):
+    """The experiment page reads the results without the comparison's task id lists (cut out by the
+    database); everything else is what the API answers."""
+    make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P], tasks[3]: [F]})
+    make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P], tasks[3]: [P]})
+    full = results.experiment_results(experiment)
+    light = results.experiment_results(experiment, task_ids=False)
+    row = full["variants"][0]
+    assert (row["improved"], row["regressed"]) == (sorted([str(tasks[1].pk), str(tasks[3].pk)]), [str(tasks[0].pk)])
+    assert (light["variants"][0]["improved"], light["variants"][0]["regressed"]) == ([], [])
+    for answer in (full, light):
+        answer["variants"][0].update(improved=None, regressed=None)
+    assert light == full
+
+
+def test_results_without_task_ids_rejudged_keep_the_stored_task_lists(experiment, tasks):
+    """A comparison made again on a read without task ids (here: a newer baseline run) is stored
+    whole, task lists included, for the API's next read."""
+    make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [P]}, created_at=timezone.now() - datetime.timedelta(hours=1))
+    run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P]})
+    newer = make_run(experiment.baseline, {tasks[0]: [F], tasks[1]: [F]})
+    results.experiment_results(experiment, task_ids=False)
+    stored = Run.objects.get(pk=run.pk).aggregates
+    assert stored["vs_baseline"]["run"] == str(newer.pk)
+    assert (stored["vs_baseline"]["comparison"]["improved"], stored["vs_baseline"]["comparison"]["regressed"]) == ([str(tasks[1].pk)], [])
+    assert {key: value for key, value in stored.items() if key != "vs_baseline"} == {
+        key: value for key, value in run.aggregates.items() if key != "vs_baseline"
+    }
+    row = results.experiment_results(experiment)["variants"][0]
+    assert (row["improved"], row["regressed"]) == ([str(tasks[1].pk)], [])
+
+
 def test_summarize_run_reads_only_its_own_tests(experiment, tasks):
     make_run(experiment.baseline, {task: [P] for task in tasks}, metrics={(tasks[0].external_id, 1): {"latency_ms": 9}})
     run = make_run(make_variant(experiment), {tasks[0]: [F]})
