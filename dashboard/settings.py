@@ -286,7 +286,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "experiments_app.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_PARSER_CLASSES": ["experiments_app.api.parsers.StrictJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["experiments_app.api.renderers.FastJSONRenderer"],
     "EXCEPTION_HANDLER": "experiments_app.api_errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "experiments_app.api.schema.ApiSchema",
     "UNAUTHENTICATED_USER": None,

@@ -3,12 +3,12 @@
 from django.db.models import OuterRef, Prefetch, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import renderers, status
+from rest_framework import status
 from rest_framework.response import Response
 
 from experiments_app import actions, decisions, report, results, runs
 from experiments_app.api.base import ApiViewSet, query, validated
-from experiments_app.api.renderers import CSVRenderer, MarkdownRenderer
+from experiments_app.api.renderers import CSVRenderer, FastJSONRenderer, MarkdownRenderer
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, Experiment, InferenceStep, Role, Run, Task, Variant
 from experiments_app.permissions import get_visible, require_role, scoped
@@ -176,14 +176,14 @@ class ExperimentViewSet(ApiViewSet):
 
     def get_renderers(self):
         if getattr(self, "action", None) == "report":
-            return [renderers.JSONRenderer(), MarkdownRenderer(), CSVRenderer()]
+            return [FastJSONRenderer(), MarkdownRenderer(), CSVRenderer()]
         return super().get_renderers()
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
         if getattr(self.request, "accepted_renderer", None) is not None and self.request.accepted_renderer.format != "json":
             # An error answers JSON ({"code", "detail"}), whatever format the report was asked in.
-            self.request.accepted_renderer, self.request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+            self.request.accepted_renderer, self.request.accepted_media_type = FastJSONRenderer(), "application/json"
         return response
 
     @extend_schema(request=None, responses=ExperimentSerializer)

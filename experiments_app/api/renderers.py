@@ -1,8 +1,31 @@
-"""Text renderers for the decision report: `?format=md` and `?format=csv` (DRF's format override)."""
+"""Renderers: JSON through orjson for every API answer, and text for the decision report
+(`?format=md` and `?format=csv`, DRF's format override)."""
 
 import json
 
+import orjson
 from rest_framework import renderers
+
+ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class FastJSONRenderer(renderers.JSONRenderer):
+    """DRF's JSONRenderer, encoded by orjson: at 20 variants × 100,000 tasks the results answer is
+    14 MB of JSON, ~116 ms through the json module and ~15 ms through orjson (BENCHMARKS.md).
+
+    The same bytes as DRF's compact, UTF-8 output for what the API answers: datetimes and
+    dataclasses go to DRF's own encoder (its ISO format, `Z` for UTC), U+2028/U+2029 are escaped
+    as DRF does. What orjson cannot encode (an integer beyond 64 bits) and indented output
+    (`; indent=` in Accept) take DRF's path."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if data is None or self.get_indent(accepted_media_type, renderer_context or {}) is not None:
+            return super().render(data, accepted_media_type, renderer_context)
+        try:
+            encoded = orjson.dumps(data, default=self.encoder_class().default, option=ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            return super().render(data, accepted_media_type, renderer_context)
+        return encoded.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
 
 
 class TextRenderer(renderers.BaseRenderer):
