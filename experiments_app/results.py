@@ -14,7 +14,7 @@ same few queries however many tests there are; a comparison whose key no longer 
 import hashlib
 import json
 
-from django.db.models import Func, JSONField, OuterRef, Subquery
+from django.db.models import Func, JSONField, OuterRef, Subquery, TextField
 
 from experiments_app import stats, step_detail
 from experiments_app.evaluation import evaluator_names
@@ -213,26 +213,64 @@ class WithoutTaskLists(Func):
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
+class TaskListText(Func):
+    """One of a run's comparison task id lists (improved or regressed) as JSON text, unparsed."""
+
+    output_field = TextField()
+    arity = 1
+
+    def __init__(self, expression, name):
+        super().__init__(expression)
+        self.name = name
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        template = f"(%(expressions)s #> '{{vs_baseline,comparison,{self.name}}}')::text"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        template = f"json_extract(%(expressions)s, '$.vs_baseline.comparison.{self.name}')"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+
+class RawJSON:
+    """JSON text read from the database, written into an answer as it is (FastJSONRenderer):
+    a results answer's task id lists are never parsed only to be encoded again."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+TASK_LISTS = ("improved", "regressed")
+
+
 def result_runs(run_ids, *, task_ids):
     """{id: run} without the per-task outcomes (the comparison with the baseline was stored at
-    close); without the comparison's task id lists unless `task_ids`."""
+    close); the comparison's task id lists as parsed lists (task_ids "lists"), left out ("none")
+    or as RawJSON ("json")."""
     runs = Run.objects.defer("outcomes")
-    if not task_ids:
+    if task_ids != "lists":
         runs = runs.defer("aggregates").annotate(light_aggregates=WithoutTaskLists("aggregates"))
+    if task_ids == "json":
+        runs = runs.annotate(**{f"{name}_json": TaskListText("aggregates", name) for name in TASK_LISTS})
     runs = runs.in_bulk(run_ids)
-    for run in runs.values() if not task_ids else ():
+    for run in runs.values() if task_ids != "lists" else ():
         # Safe to write back whole (compare_with_baseline does when it re-judges): it replaces
         # vs_baseline, the only key that lost anything.
         run.aggregates = run.light_aggregates
+        comparison = (run.aggregates or {}).get("vs_baseline", {}).get("comparison")
+        for name in TASK_LISTS if task_ids == "json" and comparison is not None else ():
+            text = getattr(run, f"{name}_json")
+            if text is not None:
+                comparison[name] = RawJSON(text)
     return runs
 
 
-def experiment_results(experiment, *, task_ids=True):
+def experiment_results(experiment, *, task_ids="lists"):
     """{"baseline": R, "variants": [R, …]} of SPEC §8, one R per variant from its latest
     succeeded-or-failed run, judged together (Holm over the variants, verdicts, guardrails).
     Two queries when every comparison is stored, whatever the number of variants or tests.
-    With `task_ids` false (pages that show no task list) each R's improved and regressed are
-    left empty and never read."""
+    `task_ids` says how each R's improved and regressed come: "lists" of ids, "none" (empty, never
+    read: pages that show no task list) or "json" (RawJSON, for an API answer)."""
     latest = (
         Run.objects.real()
         .filter(variant=OuterRef("pk"), status__in=RESULT_STATUSES)

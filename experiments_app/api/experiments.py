@@ -124,7 +124,7 @@ class ExperimentViewSet(ApiViewSet):
 
     @extend_schema(responses=ResultsSerializer)
     def results(self, request, id):
-        return Response(results.experiment_results(self.load(id)))
+        return Response(results.experiment_results(self.load(id), task_ids="json"))
 
     @extend_schema(
         parameters=[GateQuerySerializer],

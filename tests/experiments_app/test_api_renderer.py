@@ -13,6 +13,7 @@ from rest_framework.utils.serializer_helpers import ReturnDict
 
 from experiments_app.api.renderers import FastJSONRenderer
 from experiments_app.models import TestStatus
+from experiments_app.results import RawJSON
 
 VALUES = [
     {"a": 1, "b": [1, 2.5, None, True, False], "c": {"nested": {"deep": "x"}}},
@@ -56,3 +57,9 @@ def test_indent_asked_in_accept_is_honoured():
 
 def test_nothing_renders_empty():
     assert FastJSONRenderer().render(None) == b""
+
+
+def test_raw_json_from_the_database_goes_in_as_it_is_and_parses_on_drfs_path():
+    value = {"improved": RawJSON('["a", "b"]'), "regressed": RawJSON("[]")}
+    assert FastJSONRenderer().render(value) == b'{"improved":["a", "b"],"regressed":[]}'
+    assert json.loads(FastJSONRenderer().render(value, "application/json; indent=2")) == {"improved": ["a", "b"], "regressed": []}

@@ -177,7 +177,7 @@ def test_results_without_task_ids_are_the_same_rows_with_empty_task_lists(experi
     make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P], tasks[3]: [F]})
     make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P], tasks[3]: [P]})
     full = results.experiment_results(experiment)
-    light = results.experiment_results(experiment, task_ids=False)
+    light = results.experiment_results(experiment, task_ids="none")
     row = full["variants"][0]
     assert (row["improved"], row["regressed"]) == (sorted([str(tasks[1].pk), str(tasks[3].pk)]), [str(tasks[0].pk)])
     assert (light["variants"][0]["improved"], light["variants"][0]["regressed"]) == ([], [])
@@ -192,7 +192,7 @@ def test_results_without_task_ids_rejudged_keep_the_stored_task_lists(experiment
     make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [P]}, created_at=timezone.now() - datetime.timedelta(hours=1))
     run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P]})
     newer = make_run(experiment.baseline, {tasks[0]: [F], tasks[1]: [F]})
-    results.experiment_results(experiment, task_ids=False)
+    results.experiment_results(experiment, task_ids="none")
     stored = Run.objects.get(pk=run.pk).aggregates
     assert stored["vs_baseline"]["run"] == str(newer.pk)
     assert (stored["vs_baseline"]["comparison"]["improved"], stored["vs_baseline"]["comparison"]["regressed"]) == ([str(tasks[1].pk)], [])

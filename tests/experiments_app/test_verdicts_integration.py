@@ -1,7 +1,10 @@
 """Issue 9 wired in: SPEC §7 result fields, §8 alpha/guardrails/control/?label=/live, and
 stop_when_decided. The statistics themselves are checked against references in test_stats_*."""
 
+import json
+
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import reverse
 from scipy.stats import binomtest
 from statsmodels.stats.multitest import multipletests
@@ -257,3 +260,21 @@ def test_an_ended_run_shows_the_live_sequence_over_all_its_tasks(team, settings)
     assert run.status == RunStatus.SUCCEEDED
     live = client.get(url("run-detail", id=run.pk)).json()["live"]
     assert live["done"] == live["total"] == 12 and live["delta_pp"] == 100.0
+
+
+def test_the_results_api_answers_the_task_id_lists_it_writes_unparsed(team):
+    """The API writes each comparison's improved/regressed as the database's JSON text (RawJSON):
+    the answer reads exactly as experiment_results with parsed lists."""
+    client = editor_client(team)
+    experiment = make_ready_experiment(n_tasks=4, application=make_application(team))
+    tasks = list(experiment.tasks.order_by("external_id"))
+    P, F = Status.PASSED, Status.FAILED
+    make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P], tasks[3]: [F]})
+    make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P], tasks[3]: [P]})
+    answer = client.get(url("experiment-results", id=experiment.pk)).json()
+    (row,) = answer["variants"]
+    assert row["improved"] == sorted([str(tasks[1].pk), str(tasks[3].pk)]) and row["regressed"] == [str(tasks[0].pk)]
+    expected = json.loads(json.dumps(results.experiment_results(experiment), cls=DjangoJSONEncoder))
+    assert {key: value for key, value in answer["variants"][0].items() if key != "completed_at"} == {
+        key: value for key, value in expected["variants"][0].items() if key != "completed_at"
+    }

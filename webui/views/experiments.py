@@ -162,7 +162,7 @@ def header_context(request, experiment):
 
 def results_context(request, experiment):
     """Tree, charts and table from one call to experiment_results."""
-    results = experiment_results(experiment, task_ids=False)  # the page lists no tasks
+    results = experiment_results(experiment, task_ids="none")  # the page lists no tasks
     variants = list(
         Variant.objects.filter(experiment=experiment)
         .select_related("inference_step")
