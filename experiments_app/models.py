@@ -415,6 +415,11 @@ class Run(models.Model):
     # {task id: passed (by majority over repetitions)}, stored at close for comparing runs;
     # read only when two runs are paired, never for the results table.
     outcomes = models.JSONField(default=dict, blank=True)
+    # The improved and regressed task ids of the comparison stored in aggregates["vs_baseline"],
+    # as JSON text kept apart: the results page never reads them, the API writes them unparsed
+    # (at 100,000 tasks they are nearly all of a run's stored bytes). results.py reads and writes them.
+    comparison_improved = models.TextField(null=True, blank=True)
+    comparison_regressed = models.TextField(null=True, blank=True)
     # Where this run's tests go instead of the application's webhook_url (a preview deployment); empty: the application's.
     webhook_url = models.URLField(max_length=2000, blank=True)
     # SPEC §3: stop sending once the live verdict is settled; then unsent tests are skipped.

@@ -5,7 +5,8 @@ metric and evaluator figures go to `run.aggregates`, the per-task summaries ({ta
 {passed, n, errored, identical}}, what every paired statistic needs) to `run.outcomes`, and
 a variant's comparison with the baseline's run (`stats.compare`, plus its guardrails) to
 `run.aggregates["vs_baseline"]`, keyed by the baseline run, alpha and guardrails it was
-made with. The results table reads Run rows without their outcomes and judges the stored
+made with; that comparison's improved and regressed task ids to their own columns, as JSON text
+(`keep_comparison`), read only by what shows them. The results table reads Run rows without their outcomes and judges the stored
 comparisons together (Holm, verdicts, ship: `stats.assess_experiment`), so it costs the
 same few queries however many tests there are; a comparison whose key no longer matches
 (a newer baseline run, another alpha or guardrails) is made again once and stored.
@@ -14,7 +15,8 @@ same few queries however many tests there are; a comparison whose key no longer 
 import hashlib
 import json
 
-from django.db.models import Func, JSONField, OuterRef, Subquery, TextField
+import orjson
+from django.db.models import OuterRef, Subquery
 
 from experiments_app import stats, step_detail
 from experiments_app.evaluation import evaluator_names
@@ -147,13 +149,37 @@ def store_summary(run):
     variant, its comparison with the baseline's latest result run (what the results table shows)."""
     summary = summarize_run(run, alpha=run.experiment.alpha)
     run.outcomes = summary.pop("outcomes")
+    run.aggregates = summary
+    fields = {"aggregates": summary, **dict.fromkeys(TASK_LISTS.values())}
     if not run.variant.is_baseline:
         baseline_run = baseline_result_runs(run.experiment_id).first()
         if baseline_run is not None:
-            summary["vs_baseline"] = make_comparison(run, baseline_run, run.experiment, outcomes=task_summaries(run.outcomes))
-    run.aggregates = summary
-    run.save(update_fields=["aggregates", "outcomes"])
+            made = make_comparison(run, baseline_run, run.experiment, outcomes=task_summaries(run.outcomes))
+            fields = keep_comparison(run, made)
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save(update_fields=["outcomes", *fields])
     return run
+
+
+# A stored comparison's task id lists and the Run columns that hold them as JSON text.
+TASK_LISTS = {"improved": "comparison_improved", "regressed": "comparison_regressed"}
+
+
+def keep_comparison(run, made):
+    """{field: value} that store `made` (make_comparison) as `run`'s comparison with the baseline:
+    aggregates["vs_baseline"] without the task id lists, which go to their own columns as JSON
+    text (the page never reads them; the API writes them as they are)."""
+    comparison = {key: value for key, value in made["comparison"].items() if key not in TASK_LISTS}
+    return {
+        "aggregates": {**run.aggregates, "vs_baseline": {**made, "comparison": comparison}},
+        **{column: orjson.dumps(made["comparison"].get(name, [])).decode() for name, column in TASK_LISTS.items()},
+    }
+
+
+def stored_task_lists(run):
+    """{"improved": [task id, …], "regressed": […]} of `run`'s stored comparison."""
+    return {name: orjson.loads(getattr(run, column) or "[]") for name, column in TASK_LISTS.items()}
 
 
 def rate(part, whole):
@@ -180,7 +206,8 @@ def run_outcomes(run):
 
 
 def stored_comparison(run, baseline_run, experiment):
-    """The comparison with `baseline_run` stored at close, if it was made with today's key."""
+    """The comparison with `baseline_run` stored at close, if it was made with today's key
+    (its task id lists only where result_runs put them back: `stored_task_lists`)."""
     cached = (run.aggregates or {}).get("vs_baseline") if is_summarized(run) else None
     if not cached or "comparison" not in cached:
         return None
@@ -197,41 +224,6 @@ def ordered_evaluators(evaluators, names):
     return dict(sorted(evaluators.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
 
 
-class WithoutTaskLists(Func):
-    """A run's aggregates without its comparison's improved/regressed task ids, cut out by the
-    database: at 20 variants × 100,000 tasks the lists are 14 MB of the 15 MB read."""
-
-    output_field = JSONField()
-    arity = 1
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        template = "%(expressions)s #- '{vs_baseline,comparison,improved}' #- '{vs_baseline,comparison,regressed}'"
-        return self.as_sql(compiler, connection, template=template, **extra_context)
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        template = "json_remove(%(expressions)s, '$.vs_baseline.comparison.improved', '$.vs_baseline.comparison.regressed')"
-        return self.as_sql(compiler, connection, template=template, **extra_context)
-
-
-class TaskListText(Func):
-    """One of a run's comparison task id lists (improved or regressed) as JSON text, unparsed."""
-
-    output_field = TextField()
-    arity = 1
-
-    def __init__(self, expression, name):
-        super().__init__(expression)
-        self.name = name
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        template = f"(%(expressions)s #> '{{vs_baseline,comparison,{self.name}}}')::text"
-        return self.as_sql(compiler, connection, template=template, **extra_context)
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        template = f"json_extract(%(expressions)s, '$.vs_baseline.comparison.{self.name}')"
-        return self.as_sql(compiler, connection, template=template, **extra_context)
-
-
 class RawJSON:
     """JSON text read from the database, written into an answer as it is (FastJSONRenderer):
     a results answer's task id lists are never parsed only to be encoded again."""
@@ -240,28 +232,17 @@ class RawJSON:
         self.text = text
 
 
-TASK_LISTS = ("improved", "regressed")
-
-
 def result_runs(run_ids, *, task_ids):
     """{id: run} without the per-task outcomes (the comparison with the baseline was stored at
-    close); the comparison's task id lists as parsed lists (task_ids "lists"), left out ("none")
-    or as RawJSON ("json")."""
-    runs = Run.objects.defer("outcomes")
-    if task_ids != "lists":
-        runs = runs.defer("aggregates").annotate(light_aggregates=WithoutTaskLists("aggregates"))
-    if task_ids == "json":
-        runs = runs.annotate(**{f"{name}_json": TaskListText("aggregates", name) for name in TASK_LISTS})
+    close); the comparison's task id lists put back as parsed lists (task_ids "lists"), left
+    unread ("none") or as RawJSON ("json")."""
+    runs = Run.objects.defer("outcomes", *TASK_LISTS.values()) if task_ids == "none" else Run.objects.defer("outcomes")
     runs = runs.in_bulk(run_ids)
-    for run in runs.values() if task_ids != "lists" else ():
-        # Safe to write back whole (compare_with_baseline does when it re-judges): it replaces
-        # vs_baseline, the only key that lost anything.
-        run.aggregates = run.light_aggregates
+    for run in runs.values() if task_ids != "none" else ():
         comparison = (run.aggregates or {}).get("vs_baseline", {}).get("comparison")
-        for name in TASK_LISTS if task_ids == "json" and comparison is not None else ():
-            text = getattr(run, f"{name}_json")
-            if text is not None:
-                comparison[name] = RawJSON(text)
+        for name, column in TASK_LISTS.items() if comparison is not None else ():
+            text = getattr(run, column) or "[]"
+            comparison[name] = RawJSON(text) if task_ids == "json" else orjson.loads(text)
     return runs
 
 
@@ -320,8 +301,7 @@ def compare_with_baseline(runs, baseline_run, experiment):
         for run in missing:
             comparisons[run.pk] = made = make_comparison(run, baseline_run, experiment, outcomes(run), base)
             if is_summarized(run):  # keep it: the next read costs nothing
-                run.aggregates = {**run.aggregates, "vs_baseline": made}
-                Run.objects.filter(pk=run.pk).update(aggregates=run.aggregates)
+                Run.objects.filter(pk=run.pk).update(**keep_comparison(run, made))
     return comparisons
 
 
@@ -473,7 +453,7 @@ def compare_runs(new_run, old_run):
     experiment = new_run.experiment
     cached = stored_comparison(new_run, old_run, experiment)
     if cached is not None:
-        paired = cached["comparison"]
+        paired = {**cached["comparison"], **stored_task_lists(new_run)}
     else:
         paired = stats.compare(task_summaries(run_outcomes(new_run)), task_summaries(run_outcomes(old_run)), alpha=experiment.alpha)
     new_metrics, old_metrics = new.get("metrics", {}), old.get("metrics", {})
@@ -506,8 +486,7 @@ def tasks_labelled(run, label):
         baseline_run = baseline_result_runs(run.experiment_id).first()
         if baseline_run is None or baseline_run.pk == run.pk:
             return []
-        made = stored_comparison(run, baseline_run, run.experiment) or make_comparison(
-            run, baseline_run, run.experiment, task_summaries(run_outcomes(run))
-        )
-        return made["comparison"][label]
+        if stored_comparison(run, baseline_run, run.experiment) is not None:
+            return stored_task_lists(run)[label]
+        return make_comparison(run, baseline_run, run.experiment, task_summaries(run_outcomes(run)))["comparison"][label]
     return [task for task, task_label in run_labels(run).items() if task_label == label]

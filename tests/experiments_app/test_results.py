@@ -142,11 +142,15 @@ def test_summarize_run_keeps_each_tasks_passes_over_its_repetitions(experiment, 
 def test_a_variant_stores_its_pairing_with_the_baseline_when_it_closes(experiment, tasks):
     baseline = make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P]})
     run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P]})
-    stored = Run.objects.get(pk=run.pk).aggregates["vs_baseline"]
+    stored_run = Run.objects.get(pk=run.pk)
+    stored = stored_run.aggregates["vs_baseline"]
     assert (stored["run"], stored["alpha"], stored["guardrail_specs"]) == (str(baseline.pk), 0.05, [])
     comparison = stored["comparison"]
     assert comparison["p_value"] == stats.mcnemar_exact(1, 1) == 1.0
-    assert (comparison["improved"], comparison["regressed"]) == ([str(tasks[1].pk)], [str(tasks[0].pk)])
+    # the task id lists are kept apart from the aggregates, as JSON text
+    assert "improved" not in comparison and "regressed" not in comparison
+    assert (stored_run.comparison_improved, stored_run.comparison_regressed) == (f'["{tasks[1].pk}"]', f'["{tasks[0].pk}"]')
+    assert results.stored_task_lists(stored_run) == {"improved": [str(tasks[1].pk)], "regressed": [str(tasks[0].pk)]}
     assert "vs_baseline" not in Run.objects.get(pk=baseline.pk).aggregates
 
 
@@ -193,9 +197,11 @@ def test_results_without_task_ids_rejudged_keep_the_stored_task_lists(experiment
     run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P]})
     newer = make_run(experiment.baseline, {tasks[0]: [F], tasks[1]: [F]})
     results.experiment_results(experiment, task_ids="none")
-    stored = Run.objects.get(pk=run.pk).aggregates
+    stored_run = Run.objects.get(pk=run.pk)
+    stored = stored_run.aggregates
     assert stored["vs_baseline"]["run"] == str(newer.pk)
-    assert (stored["vs_baseline"]["comparison"]["improved"], stored["vs_baseline"]["comparison"]["regressed"]) == ([str(tasks[1].pk)], [])
+    assert results.stored_task_lists(stored_run) == {"improved": [str(tasks[1].pk)], "regressed": []}
+    assert results.experiment_results(experiment, task_ids="json")["variants"][0]["improved"].text == f'["{tasks[1].pk}"]'
     assert {key: value for key, value in stored.items() if key != "vs_baseline"} == {
         key: value for key, value in run.aggregates.items() if key != "vs_baseline"
     }
@@ -419,3 +425,32 @@ def test_significant_only_below_alpha():
     assert results.significant(0.05) is False
     assert results.significant(None) is False
     assert results.significant(0.07, alpha=0.1) is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0012_moves_stored_task_lists_out_of_the_aggregates_and_back(experiment, tasks):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    make_run(experiment.baseline, {tasks[0]: [P], tasks[1]: [F], tasks[2]: [P]})
+    run = make_run(make_variant(experiment), {tasks[0]: [F], tasks[1]: [P], tasks[2]: [P]})
+    lists = {"improved": [str(tasks[1].pk)], "regressed": [str(tasks[0].pk)]}
+    before, after = (
+        [("experiments_app", "0011_verdicts_alpha_guardrails_control_live")],
+        [("experiments_app", "0012_run_comparison_task_lists")],
+    )
+
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.migrate(target)
+        return executor.loader.project_state(target).apps.get_model("experiments_app", "Run")
+
+    try:
+        old_run = migrate(before).objects.get(pk=run.pk)  # back: the lists return into the aggregates
+        assert {name: old_run.aggregates["vs_baseline"]["comparison"][name] for name in lists} == lists
+        new_run = migrate(after).objects.get(pk=run.pk)  # forward: out again, as JSON text
+        assert not lists.keys() & new_run.aggregates["vs_baseline"]["comparison"].keys()
+        assert results.stored_task_lists(new_run) == lists
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    assert results.experiment_results(experiment)["variants"][0]["improved"] == lists["improved"]
