@@ -217,15 +217,19 @@ class Dispatcher:
             # worker again, no other test loses an attempt with it.
             self.isolated = batch[0].pk
             self.hand_back()
-        stopped = []
-        for test in batch:
-            if test.run_id in active:
-                sender.submit(self.job(test))
-                self.sending += 1
-            else:
-                stopped.append(test.pk)
-                if test.pk == self.isolated:
-                    self.isolated = None
+        stopped, jobs = [], []
+        try:
+            for test in batch:
+                if test.run_id in active:
+                    jobs.append(self.job(test))
+                else:
+                    stopped.append(test.pk)
+                    if test.pk == self.isolated:
+                        self.isolated = None
+        finally:  # what was made goes out even if making the next job failed (its lease brings it back)
+            if jobs:
+                sender.submit(*jobs)
+                self.sending += len(jobs)
         # A run that stopped once decided sends nothing more: its claimed tests are skipped.
         for run_id in state.skip_claimed(stopped, timezone.now()) if stopped else ():
             complete_if_done(run_id)

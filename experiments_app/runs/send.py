@@ -58,6 +58,7 @@ class Sender:
         self.thread = threading.Thread(target=self.loop.run_forever, name="webhook-sender", daemon=True)
         self.session = None
         self.targets = {}
+        self.running = set()
 
     def start(self):
         self.thread.start()
@@ -73,8 +74,16 @@ class Sender:
             connector=connector, timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
 
-    def submit(self, job):
-        asyncio.run_coroutine_threadsafe(self.deliver(job), self.loop)
+    def submit(self, *jobs):
+        """Hand `jobs` to the loop: one wake-up of the loop for all of them (a wake-up and a
+        concurrent Future per job were ~4% of a worker's CPU at 100 requests in flight)."""
+        self.loop.call_soon_threadsafe(self.start_jobs, jobs)
+
+    def start_jobs(self, jobs):
+        for job in jobs:
+            task = self.loop.create_task(self.deliver(job))
+            self.running.add(task)  # the loop keeps only weak references to its tasks
+            task.add_done_callback(self.running.discard)
 
     def close(self):
         async def shutdown():
@@ -111,7 +120,8 @@ class Sender:
         started = time.perf_counter()
         outcome = Outcome(job=job, started_at=started_at, duration_ms=0.0)
         try:
-            await asyncio.wait_for(self.send(job, outcome), timeout=job.timeout)
+            async with asyncio.timeout(job.timeout):  # no task of its own, as wait_for makes
+                await self.send(job, outcome)
         except webhooks.BlockedAddress as blocked:
             outcome.error, outcome.blocked = str(blocked), True
         except TimeoutError:
