@@ -15,6 +15,8 @@ import math
 import re
 import secrets
 
+import orjson
+
 # Containers inside containers: `{}` is depth 1, `{"a": [1]}` depth 2.
 MAX_DEPTH = 64
 
@@ -37,6 +39,15 @@ TOO_DEEP = TooDeep()
 
 class InvalidJSON(ValueError):
     """The text is not JSON this product accepts; str() says why, in a few words."""
+
+
+def compact(value):
+    """`value` as compact UTF-8 JSON bytes (no spaces, non-ASCII as it is), by orjson; the json
+    module's encoder for what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def reject_constant(name):

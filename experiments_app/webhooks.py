@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import socket
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from django.conf import settings
 
+from experiments_app import jsonlimits
 from experiments_app.errors import ValidationFailed
 
 SIGNATURE_TOLERANCE_SECONDS = 5 * 60
@@ -97,8 +97,16 @@ def verify_signature(secret, headers, body):
 # --- payloads ----------------------------------------------------------------
 
 
+_iso_second = (None, "")  # (whole second, its text): one strftime a second, not one per request
+
+
 def iso_now():
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _iso_second
+    now = datetime.now(UTC)
+    second = int(now.timestamp())
+    if _iso_second[0] != second:
+        _iso_second = (second, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _iso_second[1]
 
 
 def callback_url(test_id):
@@ -147,7 +155,7 @@ def ping_payload():
 
 
 def encode(payload):
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonlimits.compact(payload)
 
 
 # --- SSRF guard --------------------------------------------------------------

@@ -8,13 +8,13 @@ its new status; `save_tests` writes a batch and adds the terminal ones to their 
 counts; `error_tests` ends many tests at once by query.
 """
 
-import json
 from datetime import timedelta
 
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from experiments_app import jsonlimits
 from experiments_app.evaluation import evaluate
 from experiments_app.models import ACTIVE_RUN_STATUSES, TERMINAL_TEST_STATUSES, DeliveryAttempt, Run, Test, TestStatus
 
@@ -178,7 +178,7 @@ def write_tests(tests):
         batch = tests[start : start + WRITE_BATCH]
         if connection.vendor == "postgresql":
             rows = [{column: encode(getattr(test, attname)) for column, attname, encode in encoders} for test in batch]
-            params = [json.dumps(rows, separators=(",", ":"))]
+            params = [jsonlimits.compact(rows).decode()]
         else:
             row = "(" + ", ".join(["%s"] * len(fields)) + ")"
             sql = f"WITH v ({', '.join(columns)}) AS (VALUES {', '.join([row] * len(batch))}) UPDATE {table} SET {assignments} FROM v WHERE {where}"

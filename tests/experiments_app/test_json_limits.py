@@ -98,3 +98,22 @@ def test_finite_number_refuses_ints_a_float_cannot_hold():
     assert jsonlimits.finite_number(10**300) == 1e300
     assert jsonlimits.finite_number(10**400) is None
     assert jsonlimits.finite_number(True) is None and jsonlimits.finite_number(float("nan")) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"type": "test.created", "data": {"input": {"q": "Qu'est-ce que c'est ? \u00e9\u2028 \"quoted\" \\ /"}, "n": [1, 2.5, True, None]}},
+        {"big": 2**70, "small": -(2**63)},  # beyond 64 bits: the json module's path
+        {"nested": [[[]]], "empty": {}, "text": "tab\there\nnul\u0000"},
+    ],
+)
+def test_compact_json_reads_back_as_the_same_value_with_no_spaces(value):
+    encoded = jsonlimits.compact(value)
+    assert isinstance(encoded, bytes)
+    assert json.loads(encoded) == value
+    assert encoded == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_compact_json_writes_non_string_keys_as_the_json_module_does():
+    assert jsonlimits.compact({1: "a", "b": 2}) == json.dumps({1: "a", "b": 2}, separators=(",", ":")).encode() == b'{"1":"a","b":2}'
