@@ -394,7 +394,7 @@ def write_outcomes(outcomes, application, evaluators, max_attempts, *, isolated)
                 merge_ended(ended, save_alone(test, attempt, now))
             else:
                 changed.append(test)
-        DeliveryAttempt.objects.bulk_create(attempts)
+        state.insert_attempts(attempts)
         if not isolated:
             ended = state.save_tests(changed)
     return list(ended)

@@ -187,9 +187,34 @@ def write_tests(tests):
             cursor.execute(sql, params)
 
 
+def insert_attempts(attempts):
+    """Insert DeliveryAttempt rows. PostgreSQL: one `INSERT … SELECT … FROM jsonb_to_recordset(%s)`
+    per WRITE_BATCH rows, the rows as one JSON document (bulk_create's compiling and per-value
+    adaptation was ~7% of a worker's CPU at 1,000 tests/s); elsewhere bulk_create. The rows' ids
+    are not read back."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        DeliveryAttempt.objects.bulk_create(attempts)
+        return
+    fields = [field for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    record = ", ".join(f"{connection.ops.quote_name(field.column)} {field.db_type(connection)}" for field in fields)
+    table = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
+    sql = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS v ({record})"
+    encoders = [(field.column, field.attname, json_value_of(field)) for field in fields]
+    for start in range(0, len(attempts), WRITE_BATCH):
+        batch = attempts[start : start + WRITE_BATCH]
+        rows = [{column: encode(getattr(attempt, attname)) for column, attname, encode in encoders} for attempt in batch]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [jsonlimits.compact(rows).decode()])
+
+
 def json_value_of(field):
     """How write_tests puts one field's value into its JSON rows: JSON fields as they are, times
-    in ISO 8601 with their offset, UUIDs as text, the rest (text, booleans) as they are."""
+    in ISO 8601 with their offset, UUIDs as text (a foreign key as its target), the rest (text,
+    numbers, booleans) as they are."""
+    if field.is_relation:
+        field = field.target_field
     if isinstance(field, models.DateTimeField):
         return lambda value: None if value is None else value.isoformat()
     if isinstance(field, models.UUIDField):

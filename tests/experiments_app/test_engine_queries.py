@@ -109,3 +109,27 @@ def test_write_tests_stores_every_state_field_as_the_orm_reads_it_back():
         for name in STATE_FIELDS:
             assert getattr(stored, name) == getattr(written, name), name
     assert Test.objects.filter(pk=second.pk, output__isnull=True).exists()  # None is SQL NULL, as the ORM writes it
+
+
+def test_insert_attempts_stores_every_field_as_the_orm_reads_it_back():
+    """insert_attempts' one statement (JSON rows on PostgreSQL, bulk_create elsewhere) against
+    awkward values: quotes, backslashes, non-ASCII, microsecond times, nulls beside values."""
+    from experiments_app.runs.state import insert_attempts
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    first, second = Test.objects.filter(run=run).order_by("task_external_id")
+    now = timezone.now().replace(microsecond=654321)
+    made = [
+        DeliveryAttempt(
+            test_id=first.pk, number=1, started_at=now, status_code=503, duration_ms=12.25, error='it\'s \\ "busy" é ✓\n', retry_at=now
+        ),
+        DeliveryAttempt(test_id=first.pk, number=2, started_at=now, status_code=None, duration_ms=None, error=""),
+        DeliveryAttempt(test_id=second.pk, number=1, started_at=now, status_code=200, duration_ms=0.1, pulled=True),
+    ]
+    insert_attempts(made)
+    fields = [field.attname for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key]
+    stored = [
+        {name: getattr(row, name) for name in fields}
+        for row in DeliveryAttempt.objects.filter(test__run=run).order_by("test__task_external_id", "number")
+    ]
+    assert stored == [{name: getattr(row, name) for name in fields} for row in made]
