@@ -37,6 +37,8 @@ class FastJSONRenderer(renderers.JSONRenderer):
             encoded = orjson.dumps(data, default=self.orjson_default, option=ORJSON_OPTIONS)
         except orjson.JSONEncodeError:
             return super().render(data, accepted_media_type, renderer_context)
+        if b"\xe2" not in encoded:  # no U+2028/9 (nor any character of U+2000–U+2FFF): one memchr, not two passes
+            return encoded
         return encoded.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
 
     def orjson_default(self, obj):
