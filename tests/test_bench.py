@@ -73,3 +73,7 @@ def test_results_pages_run_the_same_queries_whatever_the_number_of_tasks_and_var
     assert large["tests"] == 160
     assert small["api"]["queries"] == large["api"]["queries"]
     assert small["page"]["queries"] == large["page"]["queries"]
+    # --reuse measures the experiment built above (the same answer) instead of building another
+    again = bench("results", "--variants", "3", "--tasks", "40", "--repeat", "1", "--reuse")
+    assert again["build_seconds"] is None
+    assert (again["api"]["bytes"], again["api"]["queries"]) == (large["api"]["bytes"], large["api"]["queries"])
