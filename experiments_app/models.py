@@ -387,6 +387,8 @@ class RunStatus(models.TextChoices):
 
 
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# A run's columns that grow with its tasks (or its config): left out by pages that list runs.
+RUN_LARGE_FIELDS = ("aggregates", "outcomes", "config", "comparison_improved", "comparison_regressed")
 
 
 class RunQuerySet(models.QuerySet):

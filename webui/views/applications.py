@@ -11,7 +11,17 @@ from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, Application, DeliveryAttempt, Role, Run, RunStatus, Test, TestStatus
+from experiments_app.models import (
+    ACTIVE_RUN_STATUSES,
+    RUN_LARGE_FIELDS,
+    Application,
+    DeliveryAttempt,
+    Role,
+    Run,
+    RunStatus,
+    Test,
+    TestStatus,
+)
 from experiments_app.runs import health, pull
 from webui import connect
 from webui.access import can, require_role, team_ids, team_member
@@ -105,7 +115,7 @@ def recent_failures(application):
         .filter(experiment__application=application)
         .exclude(status__in=ACTIVE_RUN_STATUSES)
         .select_related("variant", "experiment")
-        .defer("aggregates", "outcomes", "config")
+        .defer(*RUN_LARGE_FIELDS)
         .order_by("-completed_at")
         .first()
     )

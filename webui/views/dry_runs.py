@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import runs
 from experiments_app.errors import DomainError
-from experiments_app.models import ACTIVE_RUN_STATUSES, Experiment, Run
+from experiments_app.models import ACTIVE_RUN_STATUSES, RUN_LARGE_FIELDS, Experiment, Run
 from webui.access import can, refuse, require_role, team_ids, team_member
 from webui.forms import DryRunForm
 
@@ -20,7 +20,7 @@ def dry_runs_context(request, experiment, form=None):
     dry_runs = list(
         Run.objects.filter(experiment=experiment, dry_run=True)
         .select_related("variant")
-        .defer("aggregates", "outcomes", "config")
+        .defer(*RUN_LARGE_FIELDS)
         .order_by("-created_at")[:DRY_RUNS_SHOWN]
     )
     variants = list(experiment.variants.order_by("created_at", "pk"))

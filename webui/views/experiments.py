@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from experiments_app import actions
 from experiments_app.errors import DomainError, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Experiment, Run, Variant
+from experiments_app.models import ACTIVE_RUN_STATUSES, RUN_LARGE_FIELDS, Application, Experiment, Run, Variant
 from experiments_app.results import experiment_results
 from experiments_app.states import State
 from webui import charts
@@ -215,7 +215,7 @@ def progress_context(experiment, run, *, finished=None):
 
 
 def latest_run(experiment):
-    return Run.objects.real().filter(experiment=experiment).select_related("variant").defer("aggregates", "outcomes", "config").first()
+    return Run.objects.real().filter(experiment=experiment).select_related("variant").defer(*RUN_LARGE_FIELDS).first()
 
 
 def page_progress(experiment, run):

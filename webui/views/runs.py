@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from experiments_app import results, step_detail, webhooks
-from experiments_app.models import Application, Run, Task, Test
+from experiments_app.models import RUN_LARGE_FIELDS, Application, Run, Task, Test
 from experiments_app.results import baseline_result_runs, compare_runs, experiment_results, run_aggregates
 from experiments_app.runs import live
 from webui import exports
@@ -46,12 +46,7 @@ def baseline_run_of(run):
 def listed_runs(experiment_id):
     """An experiment's runs for a pick list, newest first, without their stored per-task
     aggregates and config (hundreds of KB a run with thousands of tasks)."""
-    return (
-        Run.objects.filter(experiment_id=experiment_id)
-        .select_related("variant")
-        .defer("aggregates", "outcomes", "config")
-        .order_by("-created_at")
-    )
+    return Run.objects.filter(experiment_id=experiment_id).select_related("variant").defer(*RUN_LARGE_FIELDS).order_by("-created_at")
 
 
 def saving(run):
