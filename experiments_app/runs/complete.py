@@ -2,7 +2,7 @@
 
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from experiments_app.actions.experiments import apply_transition
@@ -15,7 +15,17 @@ logger = logging.getLogger(__name__)
 
 
 def has_open_tests(run_id):
-    return Test.objects.filter(run_id=run_id, status__in=OPEN_TEST_STATUSES).exists()
+    """Whether any test of the run is still pending or dispatched: asked after every result, so
+    one fixed statement (the ORM compiled this EXISTS anew each time, ~0.3 ms of a ~6 ms post)."""
+    with connection.cursor() as cursor:
+        cursor.execute(OPEN_TESTS_SQL, [RUN_ID.get_db_prep_value(run_id, connection), *OPEN_TEST_STATUSES])
+        return cursor.fetchone() is not None
+
+
+RUN_ID = Test._meta.get_field("run").target_field
+OPEN_TESTS_SQL = (
+    f"SELECT 1 FROM {Test._meta.db_table} WHERE run_id = %s AND status IN ({', '.join(['%s'] * len(OPEN_TEST_STATUSES))}) LIMIT 1"
+)
 
 
 def complete_if_done(run_id):

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from experiments_app import jsonlimits, step_detail
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, RunStatus, Test
+from experiments_app.models import ACTIVE_RUN_STATUSES, RUN_LARGE_FIELDS, RunStatus, Test
 from experiments_app.runs import live, state
 from experiments_app.runs.complete import complete_if_done
 
@@ -83,6 +83,12 @@ def is_same_result(test, parsed):
     )
 
 
+# The run's columns that grow with its tests, which recording a result never reads (its config,
+# the steps in scope, it does): a repeated result for a closed run of 100,000 tests would
+# otherwise decode megabytes of outcomes per post.
+UNREAD_RUN_FIELDS = tuple(f"run__{name}" for name in RUN_LARGE_FIELDS if name != "config")
+
+
 def only_row(queryset):
     """The row of a lookup by primary key, or None; without the ORDER BY that first() adds
     (compiling it was a tenth of a result post's CPU)."""
@@ -102,7 +108,8 @@ def record_result(test_id, data, *, source="callback"):
     except ValueError:
         raise NotFound("No such test.") from None
     with transaction.atomic():
-        test = only_row(Test.objects.select_for_update(of=("self",)).select_related("run__experiment").filter(pk=test_uuid))
+        tests = Test.objects.select_for_update(of=("self",)).select_related("run__experiment").defer(*UNREAD_RUN_FIELDS)
+        test = only_row(tests.filter(pk=test_uuid))
         if test is None:
             raise NotFound("No such test.")
         run = test.run

@@ -106,14 +106,19 @@ def await_result(test, now, result_timeout_seconds):
     return test.status
 
 
-def counter_updates(statuses):
-    """{counter: F() + n} for terminal test outcomes: the run's passed, failed and errored."""
-    fields = {}
+def counter_increments(statuses):
+    """{counter: n} for terminal test outcomes: the run's passed, failed and errored."""
+    counts = {}
     for status in (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED):
         count = sum(1 for item in statuses if item == status)
         if count:
-            fields[status.value] = F(status.value) + count
-    return fields
+            counts[status.value] = count
+    return counts
+
+
+def counter_updates(statuses):
+    """{counter: F() + n} for terminal test outcomes: the run's passed, failed and errored."""
+    return {field: F(field) + count for field, count in counter_increments(statuses).items()}
 
 
 def add_counts(run_id, statuses):
@@ -133,17 +138,43 @@ def add_counts_apart(run_id, statuses):
     for the flush (`synchronous_commit` off for this transaction alone). These counters show a
     running run's progress; complete_run recounts the tests when the run closes, so an increment
     lost to a crash in between only under-shows progress until then. Only an active run is
-    counted: one that closed meanwhile already has its recount."""
-    fields = counter_updates(statuses)
-    if not fields:
+    counted: one that closed meanwhile already has its recount.
+
+    On PostgreSQL outside a caller's transaction, the whole transaction is one query string
+    (`BEGIN; SET LOCAL …; UPDATE …; COMMIT`, Django's client-side binding cursor sends it as one
+    simple query): one round trip instead of four, and no ORM compiling (together ~10% of a result
+    post's CPU)."""
+    increments = counter_increments(statuses)
+    if not increments:
         return
     connection = transaction.get_connection()
-    own_transaction = not connection.in_atomic_block  # inside a caller's, its commit is the caller's
-    with transaction.atomic():
-        if connection.vendor == "postgresql" and own_transaction:
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(**fields)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        run_apart(connection, run_id, increments)
+        return
+    with transaction.atomic():  # inside a caller's transaction, its commit is the caller's
+        Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(**counter_updates(statuses))
+
+
+INERROR = 3  # psycopg's pq.TransactionStatus.INERROR: inside a failed transaction block
+
+
+def run_apart(connection, run_id, increments):
+    table = connection.ops.quote_name(Run._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(field)} = {connection.ops.quote_name(field)} + %s" for field in increments)
+    statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
+    sql = (
+        f"BEGIN; SET LOCAL synchronous_commit TO OFF; "
+        f"UPDATE {table} SET {assignments} WHERE id = %s AND status IN ({statuses}); COMMIT"
+    )
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(sql, [*increments.values(), run_id, *ACTIVE_RUN_STATUSES])
+        except Exception:
+            # A failed statement leaves the explicit transaction aborted on the server; a broken
+            # connection has none left (and Django closes it), so its error is the one raised.
+            if connection.connection is not None and connection.connection.info.transaction_status == INERROR:
+                cursor.execute("ROLLBACK")
+            raise
 
 
 # Rows per UPDATE statement: 15 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535.

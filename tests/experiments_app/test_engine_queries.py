@@ -62,19 +62,35 @@ def test_recording_a_batch_of_outcomes_takes_the_same_statements_for_5_or_60_tes
 
 def test_a_result_over_http_is_committed_before_its_run_counter_is_touched():
     """The test's transaction never locks the run's row (results of one run would otherwise be
-    taken one flushed commit at a time); the count follows in its own short transaction."""
+    taken one flushed commit at a time); the count follows in its own short transaction, on
+    PostgreSQL one query string that does not wait for the flush."""
     run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
     first, second = Test.objects.filter(run=run)
     with CaptureQueriesContext(connection) as captured:
         record_result(first.pk, {"output": "ok", "passed": True})
     statements = [query["sql"] for query in captured.captured_queries]
-    run_table = Run._meta.db_table
-    counted = next(index for index, sql in enumerate(statements) if sql.startswith(f'UPDATE "{run_table}"'))
+    run_update = f'UPDATE "{Run._meta.db_table}"'
+    counted = next(index for index, sql in enumerate(statements) if run_update in sql)
     assert "COMMIT" in statements[:counted]
-    assert not any(sql.startswith(f'UPDATE "{run_table}"') for sql in statements[: statements.index("COMMIT")])
+    assert not any(run_update in sql for sql in statements[: statements.index("COMMIT")])
     if connection.vendor == "postgresql":
-        assert statements[counted - 1] == "SET LOCAL synchronous_commit TO OFF"
+        counting = statements[counted]
+        assert counting.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE") and counting.endswith("; COMMIT")
     assert Run.objects.get(pk=run.pk).passed == 1
+
+
+def test_a_failed_count_statement_leaves_the_connection_usable():
+    """The one-string transaction rolls back when its UPDATE fails, so the connection is not left
+    inside an aborted transaction for the next request."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-string transaction is PostgreSQL's")
+    from experiments_app.runs.state import run_apart
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=1)
+    with pytest.raises(Exception, match="nosuch"):
+        run_apart(connection, run.pk, {"nosuch": 1})
+    assert connection.connection.info.transaction_status == 0  # idle, not in a failed transaction
+    assert Run.objects.get(pk=run.pk).passed == 0
 
 
 def test_a_count_arriving_after_the_run_closed_leaves_the_recount_alone():
