@@ -162,10 +162,7 @@ def run_apart(connection, run_id, increments):
     table = connection.ops.quote_name(Run._meta.db_table)
     assignments = ", ".join(f"{connection.ops.quote_name(field)} = {connection.ops.quote_name(field)} + %s" for field in increments)
     statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
-    sql = (
-        f"BEGIN; SET LOCAL synchronous_commit TO OFF; "
-        f"UPDATE {table} SET {assignments} WHERE id = %s AND status IN ({statuses}); COMMIT"
-    )
+    sql = f"BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE {table} SET {assignments} WHERE id = %s AND status IN ({statuses}); COMMIT"
     with connection.cursor() as cursor:
         try:
             cursor.execute(sql, [*increments.values(), run_id, *ACTIVE_RUN_STATUSES])
