@@ -15,6 +15,7 @@ from experiments_app.permissions import get_visible, require_role
 from experiments_app.runs.ingest import only_row
 from experiments_app.serializers import (
     CompareSerializer,
+    DeliveryAttemptSerializer,
     ResultInputSerializer,
     RunSerializer,
     RunWaitQuerySerializer,
@@ -22,9 +23,17 @@ from experiments_app.serializers import (
     TestSerializer,
 )
 
+
+class RecordedTestSerializer(TestSerializer):
+    """The answer to a result post: TestSerializer's fields, the delivery attempts read by
+    runs.attempts_of into `recorded_attempts` beforehand."""
+
+    delivery_attempts = DeliveryAttemptSerializer(many=True, source="recorded_attempts")
+
+
 # One serializer for every recorded result: building a ModelSerializer's fields took a tenth of a
 # result post's CPU; reading through it keeps no state.
-RECORDED = TestSerializer()
+RECORDED = RecordedTestSerializer()
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 # What Application.signing_secrets reads.
 SECRET_FIELDS = ("webhook_secret", "previous_webhook_secret", "previous_secret_expires_at")
@@ -126,6 +135,7 @@ class ResultViewSet(ApiViewSet):
             raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
         test = runs.record_result(id, request.data, source="callback")
         # The test as recorded (record_result holds it with its run); its attempts are read again.
+        test.recorded_attempts = runs.attempts_of(test.pk)
         return Response(RECORDED.to_representation(test))
 
     def authorize(self, request, id, body):

@@ -3,12 +3,12 @@
 import logging
 import uuid
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from experiments_app import jsonlimits, step_detail
 from experiments_app.errors import Conflict, NotFound, ValidationFailed
-from experiments_app.models import ACTIVE_RUN_STATUSES, RUN_LARGE_FIELDS, RunStatus, Test
+from experiments_app.models import ACTIVE_RUN_STATUSES, RUN_LARGE_FIELDS, DeliveryAttempt, RunStatus, Test
 from experiments_app.runs import live, state
 from experiments_app.runs.complete import complete_if_done
 
@@ -136,3 +136,16 @@ def record_result(test_id, data, *, source="callback"):
         live.note_progress([run.pk])  # it may stop now
     complete_if_done(run.pk)
     return test
+
+
+ATTEMPT_FIELDS = ("id", "number", "started_at", "status_code", "duration_ms", "error", "retry_at", "pulled")
+TEST_ID = DeliveryAttempt._meta.get_field("test").target_field
+
+
+def attempts_of(test_id):
+    """A test's delivery attempts in order, for the answer to its result post: one fixed statement
+    (the related manager's query was compiled anew for every post, ~8% of its CPU)."""
+    table = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(DeliveryAttempt._meta.get_field(name).column) for name in ATTEMPT_FIELDS)
+    sql = f"SELECT {columns} FROM {table} WHERE {connection.ops.quote_name('test_id')} = %s ORDER BY {connection.ops.quote_name('number')}"
+    return list(DeliveryAttempt.objects.raw(sql, [TEST_ID.get_db_prep_value(test_id, connection)]))

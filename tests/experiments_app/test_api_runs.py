@@ -154,6 +154,22 @@ def test_a_result_with_a_team_token_answers_200(editor, world):
     assert response.json()["status"] == "passed" and response.json()["metrics"] == {"latency_ms": 12.0}
 
 
+def test_the_answer_to_a_result_is_the_test_as_reading_it_shows(editor, viewer, world):
+    """The result post's answer (its attempts read by one fixed statement) is the test's own
+    representation: the same body GET tests/{id}/ gives, attempts in number order."""
+    test = pending_test(world)
+    started = timezone.now()
+    for number, code in ((2, 202), (1, 503)):  # stored out of order
+        DeliveryAttempt.objects.create(test=test, number=number, started_at=started, status_code=code, duration_ms=3.25)
+    answer = editor.post(result_url(test), {"output": "x", "steps": {"main": {"latency_ms": 5}}}, format="json")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [attempt["number"] for attempt in body["delivery_attempts"]] == [1, 2]
+    assert body == viewer.get(url("test-detail", id=test.pk)).json()
+    again = editor.post(result_url(test), {"output": "x", "steps": {"main": {"latency_ms": 5}}}, format="json")
+    assert again.status_code == 200 and again.json() == body
+
+
 def test_the_same_result_again_answers_200_and_changes_nothing(editor, world):
     test = pending_test(world)
     first = editor.post(result_url(test), {"output": "x"}, format="json")
