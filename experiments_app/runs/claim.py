@@ -73,8 +73,22 @@ def next_due_at(application_id):
 
 
 def active_runs(run_ids):
-    """Those of `run_ids` whose run is still active (not cancelled): checked right before sending."""
-    return set(Run.objects.filter(pk__in=run_ids, status__in=ACTIVE_RUN_STATUSES, stopped_early=False).values_list("pk", flat=True))
+    """Those of `run_ids` whose run is still active (not cancelled, not stopped once decided):
+    checked right before sending, so once per refill of the free slots. One fixed statement: the
+    ORM compiled this query anew each time, ~1 ms that a freed slot waited."""
+    if not run_ids:
+        return set()
+    connection = transaction.get_connection()
+    pk = Run._meta.pk
+    ids = ", ".join(["%s"] * len(run_ids))
+    statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
+    sql = (
+        f"SELECT {pk.column} FROM {connection.ops.quote_name(Run._meta.db_table)}"
+        f" WHERE {pk.column} IN ({ids}) AND status IN ({statuses}) AND NOT stopped_early"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(pk.get_db_prep_value(run_id, connection) for run_id in run_ids), *ACTIVE_RUN_STATUSES])
+        return {pk.to_python(row[0]) for row in cursor.fetchall()}
 
 
 # --- claiming -------------------------------------------------------------------

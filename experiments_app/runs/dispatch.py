@@ -47,6 +47,11 @@ QUEUE_FACTOR = 1
 OUTCOME_WAIT_SECONDS = 0.5
 # Outcomes per write: between two, the slots freed meanwhile are refilled (Dispatcher.record).
 WRITE_CHUNK = 64
+# Answers wait to be written until WRITE_CHUNK of them are in hand, the oldest has waited this
+# long, or nothing else is in flight. Their slots are refilled at once all the same; with a slow
+# application the answers come a few at a time, and a write per one or two answers (the
+# statements, the commit, the run's checks) cost more of this process's CPU than the sending.
+WRITE_DELAY_SECONDS = 0.05
 
 
 # --- warm shutdown ----------------------------------------------------------------
@@ -119,7 +124,8 @@ class Dispatcher:
         self.moved_at = timezone.now()  # progress, for the stall check (health.py)
         self.moved_since_renewal = True
         self.disabled = False
-        self.unrecorded = []  # answers whose write failed because the database was unreachable
+        self.unrecorded = []  # answers not written yet: held for a batch, or the database was unreachable
+        self.unrecorded_since = 0.0  # when the oldest of them came (time.monotonic)
         self.database_lost_at = None
 
     def run(self):
@@ -184,10 +190,26 @@ class Dispatcher:
                 return False  # the sweeper wakes a dispatcher when it falls due
             time.sleep(min(max(wait, 0.01), 1.0))
             return True
-        outcomes = self.wait(sender, OUTCOME_WAIT_SECONDS)
+        outcomes = self.wait(sender, self.write_wait())
         self.start_jobs(sender)  # refill the freed slots before writing outcomes
-        self.record(outcomes, refill=sender)
+        self.hold(outcomes)
+        if self.write_wait() == 0:
+            self.record([], refill=sender)
         return True
+
+    def hold(self, outcomes):
+        """Keep answers for the next write (see WRITE_DELAY_SECONDS)."""
+        if outcomes and not self.unrecorded:
+            self.unrecorded_since = time.monotonic()
+        self.unrecorded.extend(outcomes)
+
+    def write_wait(self):
+        """Seconds until the held answers must be written (0: now), or OUTCOME_WAIT_SECONDS with none held."""
+        if not self.unrecorded:
+            return OUTCOME_WAIT_SECONDS
+        if len(self.unrecorded) >= WRITE_CHUNK or not self.sending:
+            return 0
+        return max(0.0, min(OUTCOME_WAIT_SECONDS, self.unrecorded_since + WRITE_DELAY_SECONDS - time.monotonic()))
 
     def start_jobs(self, sender):
         """Send claimed tests into the free slots, each only if its run is still active.
@@ -293,7 +315,7 @@ class Dispatcher:
         """Write outcomes, WRITE_CHUNK at a time. With `refill` (the sender), the answers that
         came during each chunk's write are taken and their slots filled before the next chunk:
         a slot freed while a large batch is written would otherwise wait for all of it."""
-        # Answers not yet written (the database was unreachable) go first, once.
+        # Answers not yet written (held for a batch, or the database was unreachable) go first, once.
         outcomes, self.unrecorded = [*self.unrecorded, *outcomes], []
         began = time.monotonic()
         while outcomes:

@@ -149,3 +149,19 @@ def test_insert_attempts_stores_every_field_as_the_orm_reads_it_back():
         for row in DeliveryAttempt.objects.filter(test__run=run).order_by("test__task_external_id", "number")
     ]
     assert stored == [{name: getattr(row, name) for name in fields} for row in made]
+
+
+def test_active_runs_leaves_out_cancelled_stopped_and_finished_runs():
+    """The check made right before each refill of the free slots (one fixed statement): run ids
+    come back as the UUIDs the claimed tests carry, on either database."""
+    from experiments_app.runs.claim import active_runs
+
+    active, cancelled, stopped, finished = (start_baseline("http://127.0.0.1:9/hook", n_tasks=1) for _ in range(4))
+    Run.objects.filter(pk=cancelled.pk).update(status=RunStatus.CANCELLED)
+    Run.objects.filter(pk=stopped.pk).update(stopped_early=True)
+    Run.objects.filter(pk=finished.pk).update(status=RunStatus.SUCCEEDED)
+    (test,) = Test.objects.filter(run=active)
+    everything = {active.pk, cancelled.pk, stopped.pk, finished.pk}
+    assert active_runs(everything) == {active.pk} == {test.run_id}
+    assert active_runs({str(active.pk)}) == {active.pk}
+    assert active_runs(set()) == set()
