@@ -16,7 +16,9 @@ line last, with the machine's core count.
   dispatcher woken through the broker) until the run is closed with its aggregates stored;
   the worker's CPU (every process of its tree, from /proc) per test, and its peak RSS (VmHWM).
 - ingest: signed callback results posted over HTTP by --clients threads (keep-alive) to
-  gunicorn started as docker-compose starts it; tests accepted (202) beforehand.
+  gunicorn started as docker-compose starts it; tests accepted (202) beforehand. The clients
+  share the machine's cores with the server: their CPU is printed beside the web's and the
+  database's.
 - results: one experiment, baseline + --variants runs of --tasks tests each, built by bulk
   writes (not the engine: 2 million deliveries would take an hour) and closed by the engine's
   `complete_if_done`, which stores their aggregates; then the API results and the experiment
@@ -489,7 +491,9 @@ def command_ingest(args):
             raise SystemExit(f"{len(refused)} warm-up results were refused, first: {refused[0]}\n{web.log()[-3000:]}")
         profiler = start_profiler(args.profile, web.pid)
         web_cpu, database_cpu = cpu_seconds(web.pid), database_cpu_seconds()
+        client_cpu = time.process_time()  # this process: the clients' threads, on the same cores
         seconds, latencies, failures = post_results(port, application.webhook_secret, test_ids[warm:], args.clients)
+        client_cpu = time.process_time() - client_cpu
         web_cpu, database_cpu = cpu_seconds(web.pid) - web_cpu, database_cpu_seconds() - database_cpu
         stop_profiler(profiler)
     finally:
@@ -510,6 +514,7 @@ def command_ingest(args):
         "p95_ms": round(percentile(latencies, 95) * 1000, 1),
         "web_cpu_ms_per_result": round(web_cpu * 1000 / measured, 2),
         "database_cpu_ms_per_result": round(database_cpu * 1000 / measured, 2),
+        "client_cpu_ms_per_result": round(client_cpu * 1000 / measured, 2),
         "clients": args.clients,
         "web": f"gunicorn --workers {args.web_workers} --threads {args.web_threads}",
     }

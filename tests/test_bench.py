@@ -64,6 +64,7 @@ def test_ingest_records_every_signed_callback_posted_to_gunicorn(bench):
 
     assert figures["results"] + figures["warm_up_results"] == 60
     assert figures["p95_ms"] >= figures["p50_ms"] > 0
+    assert figures["client_cpu_ms_per_result"] > 0 and figures["web_cpu_ms_per_result"] > 0
 
 
 def test_results_pages_run_the_same_queries_whatever_the_number_of_tasks_and_variants(bench):
