@@ -356,7 +356,7 @@ def run_dispatch(args, latency_ms, concurrency):
         ended, rss_samples = wait_closed(
             run.pk, timeout=max(120, args.tests / 20 + latency_ms / 1000 * args.tests / concurrency * 3), watch_pid=worker.pid
         )
-        seconds = ended - started
+        seconds, seen_closed = ended - started, time.time()
         worker_cpu, app_cpu = cpu_seconds(worker.pid) - worker_cpu, cpu_seconds(app.pid) - app_cpu
         database_cpu = database_cpu_seconds() - database_cpu
         stop_profiler(profiler)
@@ -365,10 +365,11 @@ def run_dispatch(args, latency_ms, concurrency):
             raise SystemExit(f"the run ended {run.status} with {run.passed} of {args.tests} passed:\n{worker.log()[-3000:]}")
         rss = peak_rss_mb(worker.pid)
         # Where the time outside sending goes: until the first claim (tests written, the wake-up
-        # through the broker), and from the last delivery's end to the run closed.
+        # through the broker), and from the last delivery's end to the run seen closed (its
+        # summary committed: `completed_at` is stamped before the summary is made).
         last_answer = run.tests.aggregate(at=Max("completed_at"))["at"]
         first_claim_s = run.started_at.timestamp() - wall_started
-        close_s = run.completed_at.timestamp() - last_answer.timestamp()
+        close_s = seen_closed - last_answer.timestamp()
         # The peak while tests were being sent, apart from the close (which summarises the run).
         sending_rss = max((mb for at, mb in rss_samples if at < last_answer.timestamp()), default=0.0)
     finally:

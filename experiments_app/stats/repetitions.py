@@ -6,7 +6,9 @@ errored (errored counts as not passed), and `identical` says every repetition re
 byte-identical output (only meaningful for n ≥ 2).
 """
 
+import itertools
 import math
+import operator
 
 STABLE_PASS, STABLE_FAIL, FLAKY = "stable_pass", "stable_fail", "flaky"
 
@@ -17,26 +19,41 @@ def task_summary(passed, n, errored=0, identical=False):
     return {"passed": passed, "n": n, "errored": errored, "identical": bool(identical) and n >= 2}
 
 
-def summarize_tasks(rows):
+def summarize_tasks(rows, *, grouped=False):
     """Per-task summaries and per-repetition outcomes from one run's tests.
 
     rows: iterable of (task_id, repetition, status_passed: bool, errored: bool, output_digest or None),
     one per test that ran (not skipped). Returns (summaries {task_id: summary},
     outcomes {task_id: [passed of repetition 1, 2, …]}), the second being what the
     split-half A/A comparison needs.
+
+    With `grouped`, the rows come with each task's tests together (ordered by task): they are
+    summarized a task at a time, never collected, so a run of any size is read in one pass.
+    Either way equal summaries (and equal outcome lists) are one shared object: a run's
+    100,000 tasks take a handful of them, not 100,000 dicts. They are never changed in place.
     """
-    collected = {}
-    for task_id, repetition, passed, errored, digest in rows:
-        collected.setdefault(task_id, []).append((repetition, bool(passed), bool(errored), digest))
-    summaries, outcomes = {}, {}
-    for task_id, tests in collected.items():
-        tests.sort(key=lambda test: test[0])
-        digests = {test[3] for test in tests}
+    if grouped:
+        groups = itertools.groupby(rows, key=operator.itemgetter(0))
+    else:
+        collected = {}
+        for row in rows:
+            collected.setdefault(row[0], []).append(row)
+        groups = collected.items()
+    shared, summaries, outcomes = {}, {}, {}
+    for task_id, tests in groups:
+        if task_id in summaries:
+            raise ValueError(f"the rows of task {task_id} are not together (grouped=True needs them ordered by task)")
+        tests = sorted(tests, key=operator.itemgetter(1))
+        digests = {test[4] for test in tests}
         identical = len(tests) >= 2 and len(digests) == 1 and None not in digests
-        passed = sum(1 for test in tests if test[1])
-        errored = sum(1 for test in tests if test[2] and not test[1])
-        summaries[task_id] = task_summary(passed, len(tests), errored, identical)
-        outcomes[task_id] = [test[1] for test in tests]
+        passes = tuple(bool(test[2]) for test in tests)
+        errored = sum(1 for test in tests if test[3] and not test[2])
+        key = (sum(passes), len(tests), errored, identical)
+        if key not in shared:
+            shared[key] = task_summary(*key)
+        if passes not in shared:
+            shared[passes] = list(passes)
+        summaries[task_id], outcomes[task_id] = shared[key], shared[passes]
     return summaries, outcomes
 
 

@@ -75,6 +75,30 @@ def test_summarize_tasks_orders_repetitions_and_spots_identical_output():
     assert outcomes == {"a": [True, False], "b": [True, True], "c": [False, False], "d": [True]}
 
 
+def test_summarize_tasks_a_task_at_a_time_gives_the_same_and_shares_equal_summaries():
+    # What a run's close does: its tests ordered by task, summarized without collecting them.
+    rows = [
+        ("a", 1, True, False, "x"),
+        ("a", 2, False, False, "x"),
+        ("b", 2, True, False, "z"),
+        ("b", 1, True, False, "y"),
+        ("c", 1, False, True, None),
+        ("d", 1, True, False, "w"),
+        ("e", 1, True, False, "v"),
+    ]
+    summaries, outcomes = repetitions.summarize_tasks(iter(rows), grouped=True)
+    assert (summaries, outcomes) == repetitions.summarize_tasks(list(reversed(rows)))
+    assert outcomes["b"] == [True, True]  # repetitions in order even when the rows are not
+    assert summaries["d"] is summaries["e"] and outcomes["d"] is outcomes["e"]
+    assert summaries["a"] is not summaries["d"]
+
+
+def test_summarize_tasks_refuses_a_task_split_when_told_they_are_grouped():
+    rows = [("a", 1, True, False, None), ("b", 1, True, False, None), ("a", 2, True, False, None)]
+    with pytest.raises(ValueError, match="task a"):
+        repetitions.summarize_tasks(rows, grouped=True)
+
+
 def test_task_summary_rejects_impossible_counts():
     with pytest.raises(ValueError):
         repetitions.task_summary(3, 2)
