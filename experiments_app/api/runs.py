@@ -12,7 +12,6 @@ from experiments_app.auth import BearerTokenAuthentication, TokenPrincipal
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Experiment, Role, Run, Test, role_at_least
 from experiments_app.permissions import get_visible, require_role
-from experiments_app.runs.ingest import only_row
 from experiments_app.serializers import (
     CompareSerializer,
     DeliveryAttemptSerializer,
@@ -128,8 +127,8 @@ class ResultViewSet(ApiViewSet):
     def create(self, request, id):
         body = request.body  # read first: the signature covers the raw bytes
         owner = self.authorize(request, id, body)
-        self.experiment = Experiment(pk=owner["run__experiment_id"])  # a 409 reports its fresh status
-        wait = ratelimit.hit("results", owner["run__experiment__application_id"], settings.RATE_LIMIT_RESULTS)
+        self.experiment = Experiment(pk=owner["experiment_id"])  # a 409 reports its fresh status
+        wait = ratelimit.hit("results", owner["application_id"], settings.RATE_LIMIT_RESULTS)
         if wait:
             allowed, window = ratelimit.parse(settings.RATE_LIMIT_RESULTS)
             raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
@@ -141,15 +140,13 @@ class ResultViewSet(ApiViewSet):
     def authorize(self, request, id, body):
         """Who owns the test (its experiment, team and application ids), once the token or the
         signature is checked. One narrow query: this is the busiest route of all."""
-        owner_fields = ["run__experiment_id", "run__experiment__team_id", "run__experiment__application_id"]
-        tests = Test.objects.filter(pk=id)
         if request.headers.get("Authorization"):
             principal = BearerTokenAuthentication().authenticate(request)
             if principal is None:
                 raise exceptions.NotAuthenticated("Send `Authorization: Bearer <token>` or signature headers.")
             user = principal[0]
-            owner = only_row(tests.values(*owner_fields))
-            if owner is None or not isinstance(user, TokenPrincipal) or owner["run__experiment__team_id"] != user.team.pk:
+            owner = runs.owner_of(id)
+            if owner is None or not isinstance(user, TokenPrincipal) or owner["team_id"] != user.team.pk:
                 raise exceptions.NotFound()
             if not role_at_least(user.role, Role.EDITOR):
                 raise exceptions.PermissionDenied(
@@ -157,11 +154,10 @@ class ResultViewSet(ApiViewSet):
                 )
             return owner
         if all(request.headers.get(name) for name in SIGNATURE_HEADERS):
-            secret_fields = {f"run__experiment__application__{name}": name for name in SECRET_FIELDS}
-            owner = only_row(tests.values(*owner_fields, *secret_fields))
+            owner = runs.owner_of(id, SECRET_FIELDS)
             if owner is None:
                 raise exceptions.NotFound()
-            application = Application(**{name: owner[field] for field, name in secret_fields.items()})
+            application = Application(**{name: owner[name] for name in SECRET_FIELDS})
             if not webhooks.verify_signature(application.signing_secrets(), request.headers, request.body):
                 raise exceptions.AuthenticationFailed("The webhook signature does not match the application's secret.")
             return owner

@@ -4,7 +4,7 @@ the machine's limit (BENCHMARKS.md). Query counts only, never timings."""
 import json
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -165,3 +165,58 @@ def test_active_runs_leaves_out_cancelled_stopped_and_finished_runs():
     assert active_runs(everything) == {active.pk} == {test.run_id}
     assert active_runs({str(active.pk)}) == {active.pk}
     assert active_runs(set()) == set()
+
+
+def test_lock_test_loads_the_test_its_run_and_experiment_as_the_orm_does():
+    """record_result's locking select is one fixed statement: every loaded field equals what
+    `select_related("run__experiment")` gives, on either database (JSON decoded, microsecond
+    times, UUIDs), the run's size-growing columns left unread; None for an unknown test."""
+    import uuid
+
+    from experiments_app.runs.ingest import UNREAD_RUN_FIELDS, lock_test
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    test = Test.objects.filter(run=run).first()
+    now = timezone.now().replace(microsecond=123456)
+    Test.objects.filter(pk=test.pk).update(
+        output={"a": [1, None, 2.5], 'q"\\': "é ✓"}, has_output=True, metrics={"x": 1.5}, lease_until=now, status=TestStatus.DISPATCHED
+    )
+    Run.objects.filter(pk=run.pk).update(outcomes={"t": {"passed": 1}}, config={"steps": ["main"], "model": "m"})
+    with transaction.atomic():
+        loaded = lock_test(test.pk)
+    expected = Test.objects.select_related("run__experiment").get(pk=test.pk)
+    for model_name, got, want in (
+        ("test", loaded, expected),
+        ("run", loaded.run, expected.run),
+        ("experiment", loaded.run.experiment, expected.run.experiment),
+    ):
+        for field in type(want)._meta.concrete_fields:
+            if model_name == "run" and field.name in UNREAD_RUN_FIELDS:
+                assert field.attname in got.get_deferred_fields()
+                continue
+            assert getattr(got, field.attname) == getattr(want, field.attname), f"{model_name}.{field.name}"
+    assert loaded.run_id == run.pk and isinstance(loaded.run_id, uuid.UUID)
+    assert loaded.run.config == {"steps": ["main"], "model": "m"}
+    with transaction.atomic():
+        assert lock_test(uuid.uuid4()) is None
+
+
+def test_owner_of_a_test_is_what_the_orm_reads_with_the_secrets_decrypted():
+    import uuid
+
+    from experiments_app.api.runs import SECRET_FIELDS
+    from experiments_app.runs.ingest import owner_of
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=1)
+    application = run.experiment.application
+    application.rotate_secret()  # a previous secret and its expiry: both read back
+    expires = timezone.now().replace(microsecond=654321)
+    type(application).objects.filter(pk=application.pk).update(previous_secret_expires_at=expires)
+    application.refresh_from_db()
+    (test,) = Test.objects.filter(run=run)
+    owner = owner_of(test.pk)
+    assert owner == {"experiment_id": run.experiment_id, "team_id": run.experiment.team_id, "application_id": application.pk}
+    with_secrets = owner_of(test.pk, SECRET_FIELDS)
+    assert with_secrets == {**owner, **{name: getattr(application, name) for name in SECRET_FIELDS}}
+    assert with_secrets["previous_secret_expires_at"] == expires and with_secrets["previous_webhook_secret"].startswith("whsec_")
+    assert owner_of(uuid.uuid4()) is None
