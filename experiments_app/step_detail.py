@@ -6,6 +6,8 @@ per step over a run's tests, sets a variant's figures beside the baseline's, and
 the one rule for what a test cost (its `cost_usd` metric, else the sum of its steps').
 """
 
+from array import array
+
 from experiments_app import stats
 
 MAX_STEPS = 100
@@ -95,7 +97,7 @@ class StepAggregator:
 
     def __init__(self):
         self.per_step = {}
-        self.costs = []
+        self.costs = array("d")  # a run's numbers kept as 8 bytes each, not as 32-byte floats in a list
 
     def add(self, metrics, steps):
         steps = steps if isinstance(steps, dict) else {}
@@ -105,7 +107,7 @@ class StepAggregator:
         for name, detail in steps.items():
             if not isinstance(detail, dict):
                 continue
-            entry = self.per_step.setdefault(name, {"count": 0, "models": {}, **{figure: [] for figure in (*FIGURES, "tokens")}})
+            entry = self.per_step.setdefault(name, {"count": 0, "models": {}, **{figure: array("d") for figure in (*FIGURES, "tokens")}})
             entry["count"] += 1
             if isinstance(detail.get("model"), str):
                 entry["models"][detail["model"]] = entry["models"].get(detail["model"], 0) + 1

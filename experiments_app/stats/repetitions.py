@@ -24,8 +24,9 @@ def summarize_tasks(rows, *, grouped=False):
 
     rows: iterable of (task_id, repetition, status_passed: bool, errored: bool, output_digest or None),
     one per test that ran (not skipped). Returns (summaries {task_id: summary},
-    outcomes {task_id: [passed of repetition 1, 2, …]}), the second being what the
-    split-half A/A comparison needs.
+    outcomes {task_id: [passed of repetition 1, 2, …]} of the tasks with two or more
+    repetitions), the second being what the split-half A/A comparison reads (it leaves out a task
+    of one repetition: a run without repetitions keeps no such dict of all its tasks).
 
     With `grouped`, the rows come with each task's tests together (ordered by task): they are
     summarized a task at a time, never collected, so a run of any size is read in one pass.
@@ -53,7 +54,9 @@ def summarize_tasks(rows, *, grouped=False):
             shared[key] = task_summary(*key)
         if passes not in shared:
             shared[passes] = list(passes)
-        summaries[task_id], outcomes[task_id] = shared[key], shared[passes]
+        summaries[task_id] = shared[key]
+        if len(passes) >= 2:
+            outcomes[task_id] = shared[passes]
     return summaries, outcomes
 
 

@@ -456,3 +456,12 @@ def test_migration_0012_moves_stored_task_lists_out_of_the_aggregates_and_back(e
     finally:
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
     assert results.experiment_results(experiment)["variants"][0]["improved"] == lists["improved"]
+
+
+def test_encode_outcomes_is_the_json_of_the_summaries_whatever_the_keys():
+    import orjson
+
+    shared = {"passed": 1, "n": 2, "errored": 0, "identical": True}
+    outcomes = {'a"b\\c': shared, "é ✓\n": shared, "plain": {"passed": 0, "n": 1, "errored": 1, "identical": False}}
+    assert orjson.loads(results.encode_outcomes(outcomes)) == outcomes
+    assert results.encode_outcomes({}) == b"{}"
