@@ -6,15 +6,17 @@ The database is the source of truth. A dispatcher holds the application's lease
 their worker dies mid-request, they fall due again when it expires.
 """
 
+import functools
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Run, RunStatus, Test, TestStatus
-from experiments_app.runs.state import log_lost_attempts
+from experiments_app.runs.rows import concrete_fields, instance
+from experiments_app.runs.state import log_lost_attempts, log_lost_rows
 
 # --- the application lease ----------------------------------------------------
 
@@ -131,7 +133,7 @@ def lock_due_tests(application_id, now, limit):
 
 def claim_tests(application, limit, *, lease_seconds=None):
     """Claim up to `limit` due tests (status dispatched, attempts + 1, a lease of `lease_seconds`
-    or the dispatcher's default); return them.
+    or the dispatcher's default); return them, ordered as tests are (task, repetition).
 
     A test whose last attempt was lost (its worker died mid-request) counts the loss in
     `lost_attempts`; the dispatcher sends such a test alone (dispatch.py)."""
@@ -141,6 +143,8 @@ def claim_tests(application, limit, *, lease_seconds=None):
         # timeout; it stays ours that long plus a margin before another dispatcher may take it back.
         lease_seconds = 2 * application.timeout_seconds + settings.DISPATCH_TEST_LEASE_MARGIN_SECONDS
     lease = now + timedelta(seconds=lease_seconds)
+    if transaction.get_connection().vendor == "postgresql":
+        return claim_in_one_statement(application.pk, now, lease, limit)
     with transaction.atomic():
         ids, lost_ids = lock_due_tests(application.pk, now, limit)
         if not ids:
@@ -158,4 +162,99 @@ def claim_tests(application, limit, *, lease_seconds=None):
         tests = list(Test.objects.filter(pk__in=ids, status=TestStatus.DISPATCHED, lease_until=lease))
         run_ids = {test.run_id for test in tests}
         Run.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now)
+    return tests
+
+
+# --- PostgreSQL: a run's claim in one statement ------------------------------------
+# The ORM's claim was seven statements (the active runs; per run its lost, then its pending tests
+# locked; the update; the claimed tests read back; the runs marked running), each compiled anew:
+# ~14% of a worker's CPU with an application that answers at once. On PostgreSQL one fixed
+# statement per run locks, updates and returns the tests and marks the run running.
+
+CLAIMED_FIELDS = concrete_fields(Test)
+
+
+@functools.cache
+def claim_sql():
+    """(active runs' SELECT, one run's claim) on PostgreSQL."""
+    quote = connections[connection.alias].ops.quote_name  # the same for every PostgreSQL connection
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    tests, runs = quote(Test._meta.db_table), quote(Run._meta.db_table)
+    test = functools.partial(column, Test)
+    experiment = Run._meta.get_field("experiment").related_model
+    active = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
+    active_runs_sql = (
+        f"SELECT r.{column(Run, 'id')} FROM {runs} r"
+        f" JOIN {quote(experiment._meta.db_table)} e ON e.{column(experiment, 'id')} = r.{column(Run, 'experiment')}"
+        f" WHERE e.{column(experiment, 'application')} = %s AND r.{column(Run, 'status')} IN ({active})"
+        f" ORDER BY r.{column(Run, 'created_at')}, r.{column(Run, 'id')}"
+    )
+    # Lost tests first, then pending ones; each arm walks the (run, status) index and stops at the
+    # limit (no ORDER BY: see lock_due_tests), and locks only the rows the outer LIMIT takes.
+
+    def picked(is_lost):
+        return f"t.{test('id')}, {is_lost} AS lost, t.{test('attempts')} AS was_attempts, t.{test('dispatched_at')} AS was_dispatched_at"
+
+    lost = (
+        f"SELECT {picked('true')} FROM {tests} t WHERE t.{test('run')} = %(run)s"
+        f" AND t.{test('status')} = %(dispatched)s AND t.{test('lease_until')} < %(now)s"
+        f" AND t.{test('lost_attempts')} < %(max_lost)s AND t.{test('attempts')} < %(max_attempts)s"
+        " LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+    )
+    pending = (
+        f"SELECT {picked('false')} FROM {tests} t WHERE t.{test('run')} = %(run)s"
+        f" AND t.{test('status')} = %(pending)s"
+        f" AND (t.{test('next_attempt_at')} IS NULL OR t.{test('next_attempt_at')} <= %(now)s)"
+        f" AND t.{test('attempts')} < %(max_attempts)s"
+        " LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+    )
+    returning = ", ".join(f"t.{quote(field.column)}" for field in CLAIMED_FIELDS)
+    claim = (
+        f"WITH due AS (SELECT * FROM ({lost}) lost UNION ALL SELECT * FROM ({pending}) pending LIMIT %(limit)s),"
+        f" claimed AS (UPDATE {tests} t SET {test('status')} = %(dispatched)s, {test('lease_until')} = %(lease)s,"
+        f" {test('dispatched_at')} = %(now)s, {test('next_attempt_at')} = NULL, {test('attempts')} = t.{test('attempts')} + 1,"
+        f" {test('lost_attempts')} = t.{test('lost_attempts')} + CASE WHEN due.lost THEN 1 ELSE 0 END"
+        f" FROM due WHERE t.{test('id')} = due.{test('id')}"
+        f" RETURNING {returning}, due.lost, due.was_attempts, due.was_dispatched_at),"
+        f" started AS (UPDATE {runs} SET {column(Run, 'status')} = %(running)s, {column(Run, 'started_at')} = %(now)s"
+        f" WHERE {column(Run, 'id')} = %(run)s AND {column(Run, 'status')} = %(queued)s AND EXISTS (SELECT 1 FROM claimed))"
+        f" SELECT * FROM claimed ORDER BY {test('task_external_id')}, {test('repetition')}"  # as the ORM orders tests
+    )
+    return active_runs_sql, claim
+
+
+def claim_in_one_statement(application_id, now, lease, limit):
+    """claim_tests on PostgreSQL: the oldest active run's tests first, as lock_due_tests takes them,
+    each run's in Test's order (the ORM's claim ordered them all so)."""
+    wrapper = connections[connection.alias]
+    active_runs_sql, claim = claim_sql()
+    fields = CLAIMED_FIELDS
+    params = {
+        "now": now,
+        "lease": lease,
+        "dispatched": TestStatus.DISPATCHED,
+        "pending": TestStatus.PENDING,
+        "running": RunStatus.RUNNING,
+        "queued": RunStatus.QUEUED,
+        "max_lost": settings.DISPATCH_MAX_LOST_ATTEMPTS - 1,  # not poisonous (the sweeper errors those)
+        "max_attempts": settings.WEBHOOK_MAX_ATTEMPTS,
+    }
+    tests, lost = [], []
+    with transaction.atomic(), wrapper.cursor() as cursor:
+        cursor.execute(active_runs_sql, [application_id, *ACTIVE_RUN_STATUSES])
+        for (run_id,) in cursor.fetchall():
+            if len(tests) >= limit:
+                break
+            cursor.execute(claim, {**params, "run": run_id, "limit": limit - len(tests)})
+            for row in cursor.fetchall():
+                test = instance(Test, fields, row[: len(fields)], wrapper)
+                tests.append(test)
+                is_lost, was_attempts, was_dispatched_at = row[len(fields) :]
+                if is_lost:
+                    lost.append((test.pk, was_attempts, was_dispatched_at))
+        if lost:
+            log_lost_rows(lost, now)
     return tests

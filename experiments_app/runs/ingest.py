@@ -21,6 +21,7 @@ from experiments_app.models import (
 )
 from experiments_app.runs import live, state
 from experiments_app.runs.complete import complete_if_done
+from experiments_app.runs.rows import concrete_fields, converted, instance
 
 logger = logging.getLogger(__name__)
 
@@ -105,33 +106,6 @@ UNREAD_RUN_FIELDS = tuple(name for name in RUN_LARGE_FIELDS if name != "config")
 # same statements written once, their values converted as the ORM converts them.
 
 
-def concrete_fields(model, leave_out=()):
-    return tuple(field for field in model._meta.concrete_fields if field.name not in leave_out)
-
-
-@functools.lru_cache(maxsize=256)
-def converters(fields, wrapper):
-    """[(position, column, functions)] for those of `fields` whose values the ORM's compiler
-    converts on `wrapper` (one connection per thread): the backend's converters, then the field's."""
-    found = []
-    for position, field in enumerate(fields):
-        column = field.get_col(field.model._meta.db_table)  # a foreign key's column has its target's type
-        functions = wrapper.ops.get_db_converters(column) + column.get_db_converters(wrapper)
-        if functions:
-            found.append((position, column, functions))
-    return found
-
-
-def converted(fields, values, wrapper):
-    """A row's values as the ORM would give them (JSON decoded, secrets decrypted, SQLite's
-    datetime and UUID text parsed)."""
-    values = list(values)
-    for position, column, functions in converters(fields, wrapper):
-        for function in functions:
-            values[position] = function(values[position], column, wrapper)
-    return values
-
-
 def joined(quote, *, application=False):
     """FROM test t JOIN run r JOIN experiment e [JOIN application a] WHERE t.id = %s."""
 
@@ -178,8 +152,7 @@ def lock_test(test_id):
         return None
     made, start = [], 0
     for model, _, fields in LOCKED:
-        values = converted(fields, row[start : start + len(fields)], wrapper)
-        made.append(model.from_db(wrapper.alias, [field.attname for field in fields], values))
+        made.append(instance(model, fields, row[start : start + len(fields)], wrapper))
         start += len(fields)
     test, run, experiment = made
     run.experiment = experiment
@@ -279,5 +252,4 @@ def attempts_of(test_id):
     with wrapper.cursor() as cursor:
         cursor.execute(attempts_sql(wrapper.vendor), [Test._meta.pk.get_db_prep_value(test_id, wrapper)])
         rows = cursor.fetchall()
-    names = [field.attname for field in ATTEMPT_FIELDS]
-    return [DeliveryAttempt.from_db(wrapper.alias, names, converted(ATTEMPT_FIELDS, row, wrapper)) for row in rows]
+    return [instance(DeliveryAttempt, ATTEMPT_FIELDS, row, wrapper) for row in rows]

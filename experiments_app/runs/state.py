@@ -272,13 +272,16 @@ def log_lost_attempts(tests, now):
     Such an attempt left no row (its worker died mid-request); without this the attempt
     log would skip a number. Call inside the transaction that takes the tests back.
     """
-    lost = [
-        row
-        for row in tests.filter(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now).values_list(
-            "pk", "attempts", "dispatched_at"
-        )
-        if row[1]
-    ]
+    rows = tests.filter(status=TestStatus.DISPATCHED, lease_until__isnull=False, lease_until__lt=now).values_list(
+        "pk", "attempts", "dispatched_at"
+    )
+    log_lost_rows(rows, now)
+
+
+def log_lost_rows(rows, now):
+    """log_lost_attempts for (test id, attempts, dispatched_at) rows of tests read before they
+    were taken back."""
+    lost = [row for row in rows if row[1]]
     if not lost:
         return
     # A puller's lease (pull mode) was logged when it was handed out: it only gets its error.

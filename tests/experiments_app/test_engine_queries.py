@@ -220,3 +220,56 @@ def test_owner_of_a_test_is_what_the_orm_reads_with_the_secrets_decrypted():
     assert with_secrets == {**owner, **{name: getattr(application, name) for name in SECRET_FIELDS}}
     assert with_secrets["previous_secret_expires_at"] == expires and with_secrets["previous_webhook_secret"].startswith("whsec_")
     assert owner_of(uuid.uuid4()) is None
+
+
+def claimed_rows(application, limit):
+    with CaptureQueriesContext(connection) as captured:
+        claimed = claim_tests(application, limit)
+    statements = [query["sql"] for query in captured.captured_queries if query["sql"] not in ("BEGIN", "COMMIT")]
+    return claimed, len(statements)
+
+
+def test_a_claim_takes_the_same_statements_for_5_or_60_tests_and_loads_them_as_the_orm_does():
+    """On PostgreSQL a run's claim is one fixed statement (lock, update, return, run marked
+    running); on either database the claimed tests are what a fresh query loads, in Test's order."""
+    counts = []
+    for n in (5, 60):
+        run = start_baseline("http://127.0.0.1:9/hook", n_tasks=n, repetitions=2)
+        claimed, statements = claimed_rows(run.experiment.application, 2 * n)
+        counts.append(statements)
+        assert len(claimed) == 2 * n
+        fresh = list(Test.objects.filter(run=run))  # Meta ordering: task, repetition
+        assert [test.pk for test in claimed] == [test.pk for test in fresh]
+        for got, want in zip(claimed, fresh, strict=True):
+            for field in Test._meta.concrete_fields:
+                assert getattr(got, field.attname) == getattr(want, field.attname), field.name
+        assert {(test.status, test.attempts, test.lost_attempts) for test in fresh} == {(TestStatus.DISPATCHED, 1, 0)}
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+        assert claim_tests(run.experiment.application, 10) == []  # nothing due: every test is claimed
+    assert counts[0] == counts[1]
+    if connection.vendor == "postgresql":
+        assert counts[0] == 2  # the active runs, then the run's claim (in one transaction)
+
+
+def test_a_claim_takes_lost_tests_first_counts_and_logs_their_lost_attempt_and_skips_poisonous_ones():
+    from django.conf import settings
+
+    from experiments_app.runs.state import LOST_ATTEMPT_ERROR
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=6)
+    application = run.experiment.application
+    first = claim_tests(application, 3)
+    past = timezone.now() - timezone.timedelta(seconds=5)
+    lost, poisonous, in_flight = first
+    Test.objects.filter(pk__in=[lost.pk, poisonous.pk]).update(lease_until=past)
+    Test.objects.filter(pk=poisonous.pk).update(lost_attempts=settings.DISPATCH_MAX_LOST_ATTEMPTS - 1)
+    again = claim_tests(application, 2)
+    assert len(again) == 2 and poisonous.pk not in {test.pk for test in again} and in_flight.pk not in {test.pk for test in again}
+    retaken = Test.objects.get(pk=lost.pk)
+    assert (retaken.status, retaken.attempts, retaken.lost_attempts) == (TestStatus.DISPATCHED, 2, 1)
+    assert next(test for test in again if test.pk == lost.pk).lost_attempts == 1
+    logged = DeliveryAttempt.objects.get(test=lost)
+    assert (logged.number, logged.error, logged.started_at) == (1, LOST_ATTEMPT_ERROR, lost.dispatched_at)
+    other = next(test for test in again if test.pk != lost.pk)
+    assert other.pk not in {test.pk for test in first} and other.attempts == 1 and other.lost_attempts == 0
+    assert not DeliveryAttempt.objects.filter(test=poisonous).exists()
