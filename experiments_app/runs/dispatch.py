@@ -7,6 +7,7 @@ side runs in send.py; outcomes come back here and are written in bulk through st
 Retry waits live in `Test.next_attempt_at`; the sweeper wakes a dispatcher for them.
 """
 
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -17,7 +18,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from experiments_app import jsonlimits, webhooks
@@ -35,6 +36,7 @@ from experiments_app.runs.claim import (
 )
 from experiments_app.runs.complete import complete_if_done
 from experiments_app.runs.ingest import parse_result
+from experiments_app.runs.rows import concrete_fields, instance
 from experiments_app.runs.send import Job, Sender
 from experiments_app.runs.start import DISPATCH_TASK
 from experiments_app.runs.throttle import InFlightLimit
@@ -377,6 +379,38 @@ def record_outcomes(outcomes, application, evaluators, max_attempts):
 
 # What write_outcomes never reads: the task's input can be large, and each column costs decoding.
 UNUSED_BY_OUTCOMES = ("task_input", "task_external_id", "task", "repetition", "created_at", "lost_attempts", "dispatched_at")
+OUTCOME_FIELDS = concrete_fields(Test, UNUSED_BY_OUTCOMES)
+
+
+@functools.cache
+def lock_dispatched_sql(vendor, for_update):
+    """The SELECT of lock_dispatched, but for the list of ids (`IN (…)` is filled per call)."""
+    quote = connections[connection.alias].ops.quote_name
+    column = {field.name: quote(field.column) for field in Test._meta.concrete_fields}
+    return (
+        f"SELECT {', '.join(quote(field.column) for field in OUTCOME_FIELDS)} FROM {quote(Test._meta.db_table)}"
+        f" WHERE {column['status']} = %s AND {column['id']} IN ({{ids}})"
+        f" ORDER BY {column['task_external_id']}, {column['repetition']}"  # Test's order: every writer locks tests in it
+        + (" FOR UPDATE" if for_update else "")
+    )
+
+
+def lock_dispatched(test_ids):
+    """The tests of `test_ids` still dispatched, locked for update, without UNUSED_BY_OUTCOMES:
+    what `Test.objects.select_for_update().filter(pk__in=…, status=dispatched).defer(…)` loads, as
+    one fixed statement (the ORM compiled it for every write, and built each instance field by field)."""
+    if not test_ids:
+        return []
+    wrapper = connections[connection.alias]
+    sql = lock_dispatched_sql(wrapper.vendor, wrapper.features.has_select_for_update)
+    pk = Test._meta.pk
+    with wrapper.cursor() as cursor:
+        cursor.execute(
+            sql.format(ids=", ".join(["%s"] * len(test_ids))),
+            [TestStatus.DISPATCHED.value, *(pk.get_db_prep_value(test_id, wrapper) for test_id in test_ids)],
+        )
+        rows = cursor.fetchall()
+    return [instance(Test, OUTCOME_FIELDS, row, wrapper) for row in rows]
 
 
 def write_outcomes(outcomes, application, evaluators, max_attempts, *, isolated):
@@ -385,12 +419,7 @@ def write_outcomes(outcomes, application, evaluators, max_attempts, *, isolated)
     attempts = []
     ended = {}
     with transaction.atomic():
-        tests = (
-            Test.objects.select_for_update(of=("self",))
-            .filter(pk__in=list(by_test), status=TestStatus.DISPATCHED)
-            .defer(*UNUSED_BY_OUTCOMES)
-        )
-        current = {test.pk: test for test in tests}
+        current = {test.pk: test for test in lock_dispatched(list(by_test))}
         changed = []
         for outcome in outcomes:
             attempt = DeliveryAttempt(

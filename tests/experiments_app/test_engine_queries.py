@@ -273,3 +273,25 @@ def test_a_claim_takes_lost_tests_first_counts_and_logs_their_lost_attempt_and_s
     other = next(test for test in again if test.pk != lost.pk)
     assert other.pk not in {test.pk for test in first} and other.attempts == 1 and other.lost_attempts == 0
     assert not DeliveryAttempt.objects.filter(test=poisonous).exists()
+
+
+def test_lock_dispatched_loads_the_tests_still_dispatched_as_the_orm_does():
+    from experiments_app.runs.dispatch import UNUSED_BY_OUTCOMES, lock_dispatched
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=4)
+    claimed = claim_tests(run.experiment.application, 4)
+    finished = claimed[1]
+    Test.objects.filter(pk=finished.pk).update(status=TestStatus.PASSED)
+    Test.objects.filter(pk=claimed[2].pk).update(output={"a": [1, None]}, has_output=True, metrics={"x": 0.5}, steps={"s": {"output": 1}})
+    with transaction.atomic():
+        loaded = lock_dispatched([test.pk for test in reversed(claimed)])
+        assert lock_dispatched([]) == []
+    expected = list(
+        Test.objects.filter(pk__in=[test.pk for test in claimed], status=TestStatus.DISPATCHED).defer(*UNUSED_BY_OUTCOMES)
+    )
+    assert [test.pk for test in loaded] == [test.pk for test in expected] and finished.pk not in {test.pk for test in loaded}
+    for got, want in zip(loaded, expected, strict=True):
+        assert got.get_deferred_fields() == want.get_deferred_fields() == {Test._meta.get_field(name).attname for name in UNUSED_BY_OUTCOMES}
+        for field in Test._meta.concrete_fields:
+            if field.name not in UNUSED_BY_OUTCOMES:
+                assert getattr(got, field.attname) == getattr(want, field.attname), field.name
