@@ -502,7 +502,9 @@ class Test(models.Model):
     __test__ = False  # not a pytest test class
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tests")
+    # No index of its own: test_run_status and the unique (run, task, repetition) begin with it. Every
+    # test is written three times (made, claimed, answered), and every index is written each time.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tests", db_index=False)
     task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name="tests")
     repetition = models.PositiveSmallIntegerField(default=1)
     # Snapshot of the task when the run started, so results stay explainable.
@@ -566,7 +568,8 @@ class Test(models.Model):
 class DeliveryAttempt(models.Model):
     """One outbound webhook attempt for a test: what happened and how long it took."""
 
-    test = models.ForeignKey(Test, on_delete=models.CASCADE, related_name="delivery_attempts")
+    # No index of its own: attempt_test_number begins with it.
+    test = models.ForeignKey(Test, on_delete=models.CASCADE, related_name="delivery_attempts", db_index=False)
     number = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
