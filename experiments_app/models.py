@@ -544,6 +544,14 @@ class Test(models.Model):
         ]
         indexes = [
             models.Index(fields=["run", "status"], name="test_run_status"),
+            # "Any test of the run still open?" after every batch of answers and every result, and the
+            # claim's scans: only open tests are in it. Over test_run_status the planner could take
+            # another index of the run and read every test's row (113 ms at 100,000 tests).
+            models.Index(
+                fields=["run", "status"],
+                name="test_open",
+                condition=models.Q(status__in=OPEN_TEST_STATUSES),
+            ),
             models.Index(fields=["status", "next_attempt_at"], name="test_status_due"),
             # the run page and the API list a run's tests a page at a time in this order
             models.Index(fields=["run", "task_external_id", "repetition"], name="test_run_task_order"),

@@ -286,12 +286,12 @@ def test_lock_dispatched_loads_the_tests_still_dispatched_as_the_orm_does():
     with transaction.atomic():
         loaded = lock_dispatched([test.pk for test in reversed(claimed)])
         assert lock_dispatched([]) == []
-    expected = list(
-        Test.objects.filter(pk__in=[test.pk for test in claimed], status=TestStatus.DISPATCHED).defer(*UNUSED_BY_OUTCOMES)
-    )
+    expected = list(Test.objects.filter(pk__in=[test.pk for test in claimed], status=TestStatus.DISPATCHED).defer(*UNUSED_BY_OUTCOMES))
     assert [test.pk for test in loaded] == [test.pk for test in expected] and finished.pk not in {test.pk for test in loaded}
     for got, want in zip(loaded, expected, strict=True):
-        assert got.get_deferred_fields() == want.get_deferred_fields() == {Test._meta.get_field(name).attname for name in UNUSED_BY_OUTCOMES}
+        assert (
+            got.get_deferred_fields() == want.get_deferred_fields() == {Test._meta.get_field(name).attname for name in UNUSED_BY_OUTCOMES}
+        )
         for field in Test._meta.concrete_fields:
             if field.name not in UNUSED_BY_OUTCOMES:
                 assert getattr(got, field.attname) == getattr(want, field.attname), field.name
