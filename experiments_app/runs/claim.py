@@ -15,7 +15,7 @@ from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from experiments_app.models import ACTIVE_RUN_STATUSES, Application, Run, RunStatus, Test, TestStatus
-from experiments_app.runs.rows import concrete_fields, instance
+from experiments_app.rows import concrete_fields, instance
 from experiments_app.runs.state import log_lost_attempts, log_lost_rows
 
 # --- the application lease ----------------------------------------------------

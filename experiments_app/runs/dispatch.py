@@ -24,6 +24,7 @@ from django.utils import timezone
 from experiments_app import jsonlimits, webhooks
 from experiments_app.errors import ValidationFailed
 from experiments_app.models import Application, DeliveryAttempt, Run, Test, TestStatus
+from experiments_app.rows import concrete_fields, instance
 from experiments_app.runs import health, live, policy, state, throttle
 from experiments_app.runs.claim import (
     acquire_lease,
@@ -36,7 +37,6 @@ from experiments_app.runs.claim import (
 )
 from experiments_app.runs.complete import complete_if_done
 from experiments_app.runs.ingest import parse_result
-from experiments_app.runs.rows import concrete_fields, instance
 from experiments_app.runs.send import Job, Sender
 from experiments_app.runs.start import DISPATCH_TASK
 from experiments_app.runs.throttle import InFlightLimit

@@ -19,9 +19,9 @@ from experiments_app.models import (
     RunStatus,
     Test,
 )
+from experiments_app.rows import concrete_fields, converted, instance
 from experiments_app.runs import live, state
 from experiments_app.runs.complete import complete_if_done
-from experiments_app.runs.rows import concrete_fields, converted, instance
 
 logger = logging.getLogger(__name__)
 

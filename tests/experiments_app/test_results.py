@@ -231,6 +231,27 @@ def test_summarize_run_reads_tests_in_one_query(experiment, tasks, django_assert
         results.summarize_run(run)
 
 
+def test_summary_rows_are_what_the_orm_reads_big_integers_and_unicode_included(experiment, tasks):
+    """summarize_run's fixed statement decodes the figures with orjson and the output as the ORM
+    does (an integer beyond 64 bits stays exact: the output's digest tells identical repetitions)."""
+    run = make_run(experiment.baseline, {task: [P, F] for task in tasks}, summarize=False)
+    first, second = Test.objects.filter(run=run).order_by("task_id", "repetition")[:2]
+    Test.objects.filter(pk=first.pk).update(
+        output={"n": 123456789012345678901234567890, "é": ["✓", None, 2.5]}, has_output=True, metrics={"cost_usd": 1e-9}
+    )
+    Test.objects.filter(pk=second.pk).update(output=None, has_output=False, evaluations=[{"name": "x", "passed": True}], steps={"s": {}})
+    Test.objects.filter(run=run, pk__in=[first.pk]).update(task=None)  # a deleted task: NULL, ordered as the ORM orders it
+    expected = list(
+        Test.objects.filter(run_id=run.pk)
+        .exclude(status=Status.SKIPPED)
+        .order_by("task_id", "repetition")
+        .values_list("task_id", "repetition", "status", "metrics", "evaluations", "steps", "has_output", "output")
+    )
+    got = list(results.summary_rows(run.pk))
+    assert got == [tuple(row) for row in expected]
+    assert any(row[7] == {"n": 123456789012345678901234567890, "é": ["✓", None, 2.5]} for row in got)
+
+
 def test_results_rows_have_exactly_the_spec_keys(experiment, tasks):
     make_run(experiment.baseline, {task: [P] for task in tasks})
     make_variant(experiment)
