@@ -8,6 +8,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -16,481 +17,292 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Application",
+            name='Application',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("name", models.CharField(max_length=200)),
-                ("webhook_url", models.URLField(max_length=2000)),
-                ("webhook_secret", models.CharField(default=experiments_app.models.new_webhook_secret, max_length=200)),
-                ("timeout_seconds", models.PositiveIntegerField(default=30)),
-                ("result_timeout_seconds", models.PositiveIntegerField(default=300)),
-                ("max_concurrency", models.PositiveIntegerField(default=20)),
-                ("dispatch_lease_until", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('name', models.CharField(max_length=200)),
+                ('webhook_url', models.URLField(max_length=2000)),
+                ('webhook_secret', models.CharField(default=experiments_app.models.new_webhook_secret, max_length=200)),
+                ('timeout_seconds', models.PositiveIntegerField(default=30)),
+                ('result_timeout_seconds', models.PositiveIntegerField(default=300)),
+                ('max_concurrency', models.PositiveIntegerField(default=20)),
+                ('dispatch_lease_until', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="Team",
+            name='Team',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("name", models.CharField(max_length=200)),
-                ("slug", models.SlugField(max_length=100, unique=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('name', models.CharField(max_length=200)),
+                ('slug', models.SlugField(max_length=100, unique=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name="InferenceStep",
+            name='InferenceStep',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("external_id", models.CharField(max_length=200)),
-                ("name", models.CharField(blank=True, max_length=200)),
-                ("description", models.TextField(blank=True)),
-                ("config", models.JSONField(blank=True, default=dict)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "application",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="inference_steps", to="experiments_app.application"
-                    ),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('external_id', models.CharField(max_length=200)),
+                ('name', models.CharField(blank=True, max_length=200)),
+                ('description', models.TextField(blank=True)),
+                ('config', models.JSONField(blank=True, default=dict)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='inference_steps', to='experiments_app.application')),
             ],
             options={
-                "ordering": ["external_id"],
+                'ordering': ['external_id'],
             },
         ),
         migrations.CreateModel(
-            name="Experiment",
+            name='Experiment',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("name", models.CharField(max_length=200)),
-                ("description", models.TextField(blank=True)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("draft", "Draft"),
-                            ("baseline_pending", "Baseline Pending"),
-                            ("running_baseline", "Running Baseline"),
-                            ("baseline_complete", "Baseline Complete"),
-                            ("baseline_failed", "Baseline Failed"),
-                            ("running_variant", "Running Variant"),
-                            ("idle", "Idle"),
-                            ("completed", "Completed"),
-                            ("archived", "Archived"),
-                        ],
-                        db_index=True,
-                        default="draft",
-                        max_length=20,
-                    ),
-                ),
-                ("evaluators", models.JSONField(blank=True, default=list)),
-                ("repetitions", models.PositiveSmallIntegerField(default=1)),
-                ("max_error_rate", models.FloatField(default=0.2)),
-                ("locked_at", models.DateTimeField(blank=True, null=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "application",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="experiments", to="experiments_app.application"
-                    ),
-                ),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                ("inference_steps", models.ManyToManyField(blank=True, related_name="experiments", to="experiments_app.inferencestep")),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('name', models.CharField(max_length=200)),
+                ('description', models.TextField(blank=True)),
+                ('status', models.CharField(choices=[('draft', 'Draft'), ('baseline_pending', 'Baseline Pending'), ('running_baseline', 'Running Baseline'), ('baseline_complete', 'Baseline Complete'), ('baseline_failed', 'Baseline Failed'), ('running_variant', 'Running Variant'), ('idle', 'Idle'), ('completed', 'Completed'), ('archived', 'Archived')], db_index=True, default='draft', max_length=20)),
+                ('evaluators', models.JSONField(blank=True, default=list)),
+                ('repetitions', models.PositiveSmallIntegerField(default=1)),
+                ('max_error_rate', models.FloatField(default=0.2)),
+                ('locked_at', models.DateTimeField(blank=True, null=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='experiments', to='experiments_app.application')),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('inference_steps', models.ManyToManyField(blank=True, related_name='experiments', to='experiments_app.inferencestep')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Run",
+            name='Run',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("succeeded", "Succeeded"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=10,
-                    ),
-                ),
-                ("config", models.JSONField(default=dict)),
-                ("total", models.PositiveIntegerField(default=0)),
-                ("passed", models.PositiveIntegerField(default=0)),
-                ("failed", models.PositiveIntegerField(default=0)),
-                ("errored", models.PositiveIntegerField(default=0)),
-                ("aggregates", models.JSONField(blank=True, default=dict)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                (
-                    "experiment",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="experiments_app.experiment"),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=10)),
+                ('config', models.JSONField(default=dict)),
+                ('total', models.PositiveIntegerField(default=0)),
+                ('passed', models.PositiveIntegerField(default=0)),
+                ('failed', models.PositiveIntegerField(default=0)),
+                ('errored', models.PositiveIntegerField(default=0)),
+                ('aggregates', models.JSONField(blank=True, default=dict)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='experiments_app.experiment')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Task",
+            name='Task',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("external_id", models.CharField(max_length=200)),
-                ("name", models.CharField(blank=True, max_length=500)),
-                ("input", models.JSONField(default=dict)),
-                ("expected", models.JSONField(blank=True, null=True)),
-                ("tags", models.JSONField(blank=True, default=list)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "application",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="tasks", to="experiments_app.application"),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('external_id', models.CharField(max_length=200)),
+                ('name', models.CharField(blank=True, max_length=500)),
+                ('input', models.JSONField(default=dict)),
+                ('expected', models.JSONField(blank=True, null=True)),
+                ('tags', models.JSONField(blank=True, default=list)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tasks', to='experiments_app.application')),
             ],
             options={
-                "ordering": ["external_id"],
+                'ordering': ['external_id'],
             },
         ),
         migrations.AddField(
-            model_name="experiment",
-            name="tasks",
-            field=models.ManyToManyField(blank=True, related_name="experiments", to="experiments_app.task"),
+            model_name='experiment',
+            name='tasks',
+            field=models.ManyToManyField(blank=True, related_name='experiments', to='experiments_app.task'),
         ),
         migrations.CreateModel(
-            name="Membership",
+            name='Membership',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[("viewer", "Viewer"), ("editor", "Editor"), ("admin", "Admin")], default="viewer", max_length=10
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "user",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to=settings.AUTH_USER_MODEL),
-                ),
-                (
-                    "team",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="experiments_app.team"),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('role', models.CharField(choices=[('viewer', 'Viewer'), ('editor', 'Editor'), ('admin', 'Admin')], default='viewer', max_length=10)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='experiments_app.team')),
             ],
         ),
         migrations.AddField(
-            model_name="experiment",
-            name="team",
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="experiments", to="experiments_app.team"),
+            model_name='experiment',
+            name='team',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='experiments', to='experiments_app.team'),
         ),
         migrations.AddField(
-            model_name="application",
-            name="team",
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="applications", to="experiments_app.team"),
+            model_name='application',
+            name='team',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='applications', to='experiments_app.team'),
         ),
         migrations.CreateModel(
-            name="ApiToken",
+            name='ApiToken',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("name", models.CharField(blank=True, max_length=200)),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[("viewer", "Viewer"), ("editor", "Editor"), ("admin", "Admin")], default="editor", max_length=10
-                    ),
-                ),
-                ("prefix", models.CharField(db_index=True, max_length=12)),
-                ("token_hash", models.CharField(max_length=64, unique=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("last_used_at", models.DateTimeField(blank=True, null=True)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "team",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="api_tokens", to="experiments_app.team"),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('name', models.CharField(blank=True, max_length=200)),
+                ('role', models.CharField(choices=[('viewer', 'Viewer'), ('editor', 'Editor'), ('admin', 'Admin')], default='editor', max_length=10)),
+                ('prefix', models.CharField(db_index=True, max_length=12)),
+                ('token_hash', models.CharField(max_length=64, unique=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('last_used_at', models.DateTimeField(blank=True, null=True)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to='experiments_app.team')),
             ],
         ),
         migrations.CreateModel(
-            name="Test",
+            name='Test',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("repetition", models.PositiveSmallIntegerField(default=1)),
-                ("task_external_id", models.CharField(max_length=200)),
-                ("task_input", models.JSONField(default=dict)),
-                ("task_expected", models.JSONField(blank=True, null=True)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("pending", "Pending"),
-                            ("dispatched", "Dispatched"),
-                            ("passed", "Passed"),
-                            ("failed", "Failed"),
-                            ("errored", "Errored"),
-                        ],
-                        default="pending",
-                        max_length=10,
-                    ),
-                ),
-                ("attempts", models.PositiveSmallIntegerField(default=0)),
-                ("output", models.JSONField(blank=True, null=True)),
-                ("has_output", models.BooleanField(default=False)),
-                ("reported_passed", models.BooleanField(blank=True, null=True)),
-                ("metrics", models.JSONField(blank=True, default=dict)),
-                ("error", models.TextField(blank=True)),
-                ("trace_id", models.CharField(blank=True, max_length=500)),
-                ("evaluations", models.JSONField(blank=True, default=list)),
-                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
-                ("lease_until", models.DateTimeField(blank=True, null=True)),
-                ("result_due_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("dispatched_at", models.DateTimeField(blank=True, null=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                ("run", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="tests", to="experiments_app.run")),
-                (
-                    "task",
-                    models.ForeignKey(
-                        null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="tests", to="experiments_app.task"
-                    ),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('repetition', models.PositiveSmallIntegerField(default=1)),
+                ('task_external_id', models.CharField(max_length=200)),
+                ('task_input', models.JSONField(default=dict)),
+                ('task_expected', models.JSONField(blank=True, null=True)),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('dispatched', 'Dispatched'), ('passed', 'Passed'), ('failed', 'Failed'), ('errored', 'Errored')], default='pending', max_length=10)),
+                ('attempts', models.PositiveSmallIntegerField(default=0)),
+                ('output', models.JSONField(blank=True, null=True)),
+                ('has_output', models.BooleanField(default=False)),
+                ('reported_passed', models.BooleanField(blank=True, null=True)),
+                ('metrics', models.JSONField(blank=True, default=dict)),
+                ('error', models.TextField(blank=True)),
+                ('trace_id', models.CharField(blank=True, max_length=500)),
+                ('evaluations', models.JSONField(blank=True, default=list)),
+                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
+                ('lease_until', models.DateTimeField(blank=True, null=True)),
+                ('result_due_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('dispatched_at', models.DateTimeField(blank=True, null=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tests', to='experiments_app.run')),
+                ('task', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tests', to='experiments_app.task')),
             ],
             options={
-                "ordering": ["task_external_id", "repetition"],
+                'ordering': ['task_external_id', 'repetition'],
             },
         ),
         migrations.CreateModel(
-            name="DeliveryAttempt",
+            name='DeliveryAttempt',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("number", models.PositiveSmallIntegerField()),
-                ("started_at", models.DateTimeField()),
-                ("status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
-                ("duration_ms", models.FloatField(blank=True, null=True)),
-                ("error", models.TextField(blank=True)),
-                ("retry_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "test",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="delivery_attempts", to="experiments_app.test"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('number', models.PositiveSmallIntegerField()),
+                ('started_at', models.DateTimeField()),
+                ('status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
+                ('duration_ms', models.FloatField(blank=True, null=True)),
+                ('error', models.TextField(blank=True)),
+                ('retry_at', models.DateTimeField(blank=True, null=True)),
+                ('test', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='delivery_attempts', to='experiments_app.test')),
             ],
             options={
-                "ordering": ["test", "number"],
+                'ordering': ['test', 'number'],
             },
         ),
         migrations.CreateModel(
-            name="Transition",
+            name='Transition',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("verb", models.CharField(max_length=40)),
-                (
-                    "from_status",
-                    models.CharField(
-                        choices=[
-                            ("draft", "Draft"),
-                            ("baseline_pending", "Baseline Pending"),
-                            ("running_baseline", "Running Baseline"),
-                            ("baseline_complete", "Baseline Complete"),
-                            ("baseline_failed", "Baseline Failed"),
-                            ("running_variant", "Running Variant"),
-                            ("idle", "Idle"),
-                            ("completed", "Completed"),
-                            ("archived", "Archived"),
-                        ],
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "to_status",
-                    models.CharField(
-                        choices=[
-                            ("draft", "Draft"),
-                            ("baseline_pending", "Baseline Pending"),
-                            ("running_baseline", "Running Baseline"),
-                            ("baseline_complete", "Baseline Complete"),
-                            ("baseline_failed", "Baseline Failed"),
-                            ("running_variant", "Running Variant"),
-                            ("idle", "Idle"),
-                            ("completed", "Completed"),
-                            ("archived", "Archived"),
-                        ],
-                        max_length=20,
-                    ),
-                ),
-                ("at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "by",
-                    models.ForeignKey(
-                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                (
-                    "experiment",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="transitions", to="experiments_app.experiment"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('verb', models.CharField(max_length=40)),
+                ('from_status', models.CharField(choices=[('draft', 'Draft'), ('baseline_pending', 'Baseline Pending'), ('running_baseline', 'Running Baseline'), ('baseline_complete', 'Baseline Complete'), ('baseline_failed', 'Baseline Failed'), ('running_variant', 'Running Variant'), ('idle', 'Idle'), ('completed', 'Completed'), ('archived', 'Archived')], max_length=20)),
+                ('to_status', models.CharField(choices=[('draft', 'Draft'), ('baseline_pending', 'Baseline Pending'), ('running_baseline', 'Running Baseline'), ('baseline_complete', 'Baseline Complete'), ('baseline_failed', 'Baseline Failed'), ('running_variant', 'Running Variant'), ('idle', 'Idle'), ('completed', 'Completed'), ('archived', 'Archived')], max_length=20)),
+                ('at', models.DateTimeField(auto_now_add=True)),
+                ('by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='experiments_app.experiment')),
             ],
             options={
-                "ordering": ["at", "id"],
+                'ordering': ['at', 'id'],
             },
         ),
         migrations.CreateModel(
-            name="Variant",
+            name='Variant',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("name", models.CharField(max_length=200)),
-                ("parameter", models.CharField(blank=True, max_length=20)),
-                ("value", models.JSONField(blank=True, null=True)),
-                ("config", models.JSONField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "experiment",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="variants", to="experiments_app.experiment"
-                    ),
-                ),
-                (
-                    "inference_step",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="experiments_app.inferencestep",
-                    ),
-                ),
-                (
-                    "parent",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="children",
-                        to="experiments_app.variant",
-                    ),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('name', models.CharField(max_length=200)),
+                ('parameter', models.CharField(blank=True, max_length=20)),
+                ('value', models.JSONField(blank=True, null=True)),
+                ('config', models.JSONField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='variants', to='experiments_app.experiment')),
+                ('inference_step', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='experiments_app.inferencestep')),
+                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='experiments_app.variant')),
             ],
             options={
-                "ordering": ["created_at"],
+                'ordering': ['created_at'],
             },
         ),
         migrations.AddField(
-            model_name="run",
-            name="variant",
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="runs", to="experiments_app.variant"),
+            model_name='run',
+            name='variant',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='experiments_app.variant'),
         ),
         migrations.AddField(
-            model_name="experiment",
-            name="winner",
-            field=models.ForeignKey(
-                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="experiments_app.variant"
-            ),
+            model_name='experiment',
+            name='winner',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='experiments_app.variant'),
         ),
         migrations.AddConstraint(
-            model_name="inferencestep",
-            constraint=models.UniqueConstraint(fields=("application", "external_id"), name="step_unique_external_id"),
+            model_name='inferencestep',
+            constraint=models.UniqueConstraint(fields=('application', 'external_id'), name='step_unique_external_id'),
         ),
         migrations.AddConstraint(
-            model_name="task",
-            constraint=models.UniqueConstraint(fields=("application", "external_id"), name="task_unique_external_id"),
+            model_name='task',
+            constraint=models.UniqueConstraint(fields=('application', 'external_id'), name='task_unique_external_id'),
         ),
         migrations.AddConstraint(
-            model_name="membership",
-            constraint=models.UniqueConstraint(fields=("team", "user"), name="membership_unique_team_user"),
+            model_name='membership',
+            constraint=models.UniqueConstraint(fields=('team', 'user'), name='membership_unique_team_user'),
         ),
         migrations.AddConstraint(
-            model_name="application",
-            constraint=models.CheckConstraint(condition=models.Q(("timeout_seconds__gte", 1)), name="application_timeout_positive"),
+            model_name='application',
+            constraint=models.CheckConstraint(condition=models.Q(('timeout_seconds__gte', 1)), name='application_timeout_positive'),
         ),
         migrations.AddConstraint(
-            model_name="application",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("result_timeout_seconds__gte", 1)), name="application_result_timeout_positive"
-            ),
+            model_name='application',
+            constraint=models.CheckConstraint(condition=models.Q(('result_timeout_seconds__gte', 1)), name='application_result_timeout_positive'),
         ),
         migrations.AddConstraint(
-            model_name="application",
-            constraint=models.CheckConstraint(condition=models.Q(("max_concurrency__gte", 1)), name="application_concurrency_positive"),
+            model_name='application',
+            constraint=models.CheckConstraint(condition=models.Q(('max_concurrency__gte', 1)), name='application_concurrency_positive'),
         ),
         migrations.AddIndex(
-            model_name="test",
-            index=models.Index(fields=["run", "status"], name="test_run_status"),
+            model_name='test',
+            index=models.Index(fields=['run', 'status'], name='test_run_status'),
         ),
         migrations.AddIndex(
-            model_name="test",
-            index=models.Index(fields=["status", "next_attempt_at"], name="test_status_due"),
+            model_name='test',
+            index=models.Index(fields=['status', 'next_attempt_at'], name='test_status_due'),
         ),
         migrations.AddConstraint(
-            model_name="test",
-            constraint=models.UniqueConstraint(fields=("run", "task", "repetition"), name="test_unique_run_task_repetition"),
+            model_name='test',
+            constraint=models.UniqueConstraint(fields=('run', 'task', 'repetition'), name='test_unique_run_task_repetition'),
         ),
         migrations.AddIndex(
-            model_name="deliveryattempt",
-            index=models.Index(fields=["test", "number"], name="attempt_test_number"),
+            model_name='deliveryattempt',
+            index=models.Index(fields=['test', 'number'], name='attempt_test_number'),
         ),
         migrations.AddConstraint(
-            model_name="variant",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("parent__isnull", True)), fields=("experiment",), name="variant_one_baseline"
-            ),
+            model_name='variant',
+            constraint=models.UniqueConstraint(condition=models.Q(('parent__isnull', True)), fields=('experiment',), name='variant_one_baseline'),
         ),
         migrations.AddConstraint(
-            model_name="variant",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(("config__isnull", False), ("inference_step__isnull", True), ("parameter", ""), ("parent__isnull", True)),
-                    models.Q(
-                        ("config__isnull", True),
-                        ("inference_step__isnull", False),
-                        ("parameter__in", ["system", "temperature", "top_p", "max_tokens", "model", "verbosity"]),
-                        ("parent__isnull", False),
-                    ),
-                    _connector="OR",
-                ),
-                name="variant_baseline_or_one_change",
-            ),
+            model_name='variant',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('config__isnull', False), ('inference_step__isnull', True), ('parameter', ''), ('parent__isnull', True)), models.Q(('config__isnull', True), ('inference_step__isnull', False), ('parameter__in', ['system', 'temperature', 'top_p', 'max_tokens', 'model', 'verbosity']), ('parent__isnull', False)), _connector='OR'), name='variant_baseline_or_one_change'),
         ),
         migrations.AddConstraint(
-            model_name="run",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("status__in", ["queued", "running"])), fields=("experiment",), name="run_one_active_per_experiment"
-            ),
+            model_name='run',
+            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('experiment',), name='run_one_active_per_experiment'),
         ),
         migrations.AddConstraint(
-            model_name="experiment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("repetitions__gte", 1), ("repetitions__lte", 20)), name="experiment_repetitions_1_20"
-            ),
+            model_name='experiment',
+            constraint=models.CheckConstraint(condition=models.Q(('repetitions__gte', 1), ('repetitions__lte', 20)), name='experiment_repetitions_1_20'),
         ),
         migrations.AddConstraint(
-            model_name="experiment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("max_error_rate__gte", 0), ("max_error_rate__lte", 1)), name="experiment_error_rate_0_1"
-            ),
+            model_name='experiment',
+            constraint=models.CheckConstraint(condition=models.Q(('max_error_rate__gte', 0), ('max_error_rate__lte', 1)), name='experiment_error_rate_0_1'),
         ),
     ]

@@ -4,13 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0001_initial"),
+        ('experiments_app', '0001_initial'),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name="test",
-            index=models.Index(fields=["run", "task_external_id", "repetition"], name="test_run_task_order"),
+            model_name='test',
+            index=models.Index(fields=['run', 'task_external_id', 'repetition'], name='test_run_task_order'),
         ),
     ]

@@ -25,14 +25,15 @@ def move_outcomes_back(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0002_test_run_task_order"),
+        ('experiments_app', '0002_test_run_task_order'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="outcomes",
+            model_name='run',
+            name='outcomes',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.RunPython(move_outcomes_out_of_aggregates, move_outcomes_back),

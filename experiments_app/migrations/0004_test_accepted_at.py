@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0003_run_outcomes"),
+        ('experiments_app', '0003_run_outcomes'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="test",
-            name="accepted_at",
+            model_name='test',
+            name='accepted_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0004_test_accepted_at"),
+        ('experiments_app', '0004_test_accepted_at'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="application",
-            name="last_ping_ok_at",
+            model_name='application',
+            name='last_ping_ok_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -7,140 +7,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0005_application_last_ping_ok_at"),
+        ('experiments_app', '0005_application_last_ping_ok_at'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="webhook_url",
+            model_name='run',
+            name='webhook_url',
             field=models.URLField(blank=True, max_length=2000),
         ),
         migrations.AddField(
-            model_name="transition",
-            name="detail",
+            model_name='transition',
+            name='detail',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.CreateModel(
-            name="Event",
+            name='Event',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                (
-                    "type",
-                    models.CharField(
-                        choices=[
-                            ("run.completed", "Run Completed"),
-                            ("baseline.completed", "Baseline Completed"),
-                            ("variant.completed", "Variant Completed"),
-                            ("variant.regressed", "Variant Regressed"),
-                            ("experiment.completed", "Experiment Completed"),
-                        ],
-                        max_length=40,
-                    ),
-                ),
-                ("payload", models.JSONField()),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("team", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="events", to="experiments_app.team")),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('type', models.CharField(choices=[('run.completed', 'Run Completed'), ('baseline.completed', 'Baseline Completed'), ('variant.completed', 'Variant Completed'), ('variant.regressed', 'Variant Regressed'), ('experiment.completed', 'Experiment Completed')], max_length=40)),
+                ('payload', models.JSONField()),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='experiments_app.team')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="EventDelivery",
+            name='EventDelivery',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed")], default="pending", max_length=10
-                    ),
-                ),
-                ("manual", models.BooleanField(default=False)),
-                ("attempts", models.PositiveSmallIntegerField(default=0)),
-                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
-                ("last_error", models.TextField(blank=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "event",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="experiments_app.event"),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=10)),
+                ('manual', models.BooleanField(default=False)),
+                ('attempts', models.PositiveSmallIntegerField(default=0)),
+                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
+                ('last_error', models.TextField(blank=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='experiments_app.event')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="EventAttempt",
+            name='EventAttempt',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("number", models.PositiveSmallIntegerField()),
-                ("started_at", models.DateTimeField()),
-                ("status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
-                ("duration_ms", models.FloatField(blank=True, null=True)),
-                ("error", models.TextField(blank=True)),
-                ("retry_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "delivery",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="attempt_log", to="experiments_app.eventdelivery"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('number', models.PositiveSmallIntegerField()),
+                ('started_at', models.DateTimeField()),
+                ('status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
+                ('duration_ms', models.FloatField(blank=True, null=True)),
+                ('error', models.TextField(blank=True)),
+                ('retry_at', models.DateTimeField(blank=True, null=True)),
+                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='experiments_app.eventdelivery')),
             ],
             options={
-                "ordering": ["delivery", "number"],
+                'ordering': ['delivery', 'number'],
             },
         ),
         migrations.CreateModel(
-            name="EventEndpoint",
+            name='EventEndpoint',
             fields=[
-                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("url", models.URLField(max_length=2000)),
-                ("description", models.TextField(blank=True)),
-                ("events", models.JSONField(default=list)),
-                ("secret", models.CharField(default=experiments_app.models.new_webhook_secret, max_length=200)),
-                ("failing_since", models.DateTimeField(blank=True, null=True)),
-                ("failed_deliveries", models.PositiveIntegerField(default=0)),
-                ("disabled_at", models.DateTimeField(blank=True, null=True)),
-                ("disabled_reason", models.TextField(blank=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "application",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="event_endpoints",
-                        to="experiments_app.application",
-                    ),
-                ),
-                (
-                    "team",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="event_endpoints", to="experiments_app.team"
-                    ),
-                ),
+                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ('url', models.URLField(max_length=2000)),
+                ('description', models.TextField(blank=True)),
+                ('events', models.JSONField(default=list)),
+                ('secret', models.CharField(default=experiments_app.models.new_webhook_secret, max_length=200)),
+                ('failing_since', models.DateTimeField(blank=True, null=True)),
+                ('failed_deliveries', models.PositiveIntegerField(default=0)),
+                ('disabled_at', models.DateTimeField(blank=True, null=True)),
+                ('disabled_reason', models.TextField(blank=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('application', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='event_endpoints', to='experiments_app.application')),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='event_endpoints', to='experiments_app.team')),
             ],
             options={
-                "ordering": ["created_at"],
+                'ordering': ['created_at'],
             },
         ),
         migrations.AddField(
-            model_name="eventdelivery",
-            name="endpoint",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="experiments_app.eventendpoint"
-            ),
+            model_name='eventdelivery',
+            name='endpoint',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='experiments_app.eventendpoint'),
         ),
         migrations.AddIndex(
-            model_name="eventdelivery",
-            index=models.Index(fields=["status", "next_attempt_at"], name="event_delivery_due"),
+            model_name='eventdelivery',
+            index=models.Index(fields=['status', 'next_attempt_at'], name='event_delivery_due'),
         ),
         migrations.AddIndex(
-            model_name="eventdelivery",
-            index=models.Index(fields=["endpoint", "created_at"], name="event_delivery_endpoint"),
+            model_name='eventdelivery',
+            index=models.Index(fields=['endpoint', 'created_at'], name='event_delivery_endpoint'),
         ),
     ]

@@ -22,71 +22,70 @@ def decrypt_secrets(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0006_automation_events_run_webhook_url"),
+        ('experiments_app', '0006_automation_events_run_webhook_url'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="application",
-            name="consecutive_failures",
+            model_name='application',
+            name='consecutive_failures',
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="application",
-            name="disabled_at",
+            model_name='application',
+            name='disabled_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="disabled_reason",
+            model_name='application',
+            name='disabled_reason',
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="dispatch_limit",
+            model_name='application',
+            name='dispatch_limit',
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="dispatch_progress_at",
+            model_name='application',
+            name='dispatch_progress_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="dispatch_stalled_since",
+            model_name='application',
+            name='dispatch_stalled_since',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="failing_since",
+            model_name='application',
+            name='failing_since',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="previous_secret_expires_at",
+            model_name='application',
+            name='previous_secret_expires_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="application",
-            name="previous_webhook_secret",
-            field=experiments_app.secrets_at_rest.EncryptedTextField(blank=True, default=""),
+            model_name='application',
+            name='previous_webhook_secret',
+            field=experiments_app.secrets_at_rest.EncryptedTextField(blank=True, default=''),
         ),
         migrations.AddField(
-            model_name="test",
-            name="lost_attempts",
+            model_name='test',
+            name='lost_attempts',
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="transition",
-            name="by_token",
-            field=models.ForeignKey(
-                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="experiments_app.apitoken"
-            ),
+            model_name='transition',
+            name='by_token',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='experiments_app.apitoken'),
         ),
         migrations.AlterField(
-            model_name="application",
-            name="webhook_secret",
+            model_name='application',
+            name='webhook_secret',
             field=experiments_app.secrets_at_rest.EncryptedTextField(default=experiments_app.models.new_webhook_secret),
         ),
         migrations.RunPython(encrypt_secrets, decrypt_secrets),

@@ -20,14 +20,15 @@ def decrypt_secrets(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0007_faults_health_secrets_audit"),
+        ('experiments_app', '0007_faults_health_secrets_audit'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="eventendpoint",
-            name="secret",
+            model_name='eventendpoint',
+            name='secret',
             field=experiments_app.secrets_at_rest.EncryptedTextField(default=experiments_app.models.new_webhook_secret),
         ),
         migrations.RunPython(encrypt_secrets, decrypt_secrets),

@@ -5,54 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0008_event_secret_encrypted"),
+        ('experiments_app', '0008_event_secret_encrypted'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name="run",
-            name="run_one_active_per_experiment",
+            model_name='run',
+            name='run_one_active_per_experiment',
         ),
         migrations.AddField(
-            model_name="application",
-            name="delivery",
-            field=models.CharField(choices=[("push", "Push"), ("pull", "Pull")], default="push", max_length=4),
+            model_name='application',
+            name='delivery',
+            field=models.CharField(choices=[('push', 'Push'), ('pull', 'Pull')], default='push', max_length=4),
         ),
         migrations.AddField(
-            model_name="deliveryattempt",
-            name="pulled",
+            model_name='deliveryattempt',
+            name='pulled',
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name="run",
-            name="dry_run",
+            model_name='run',
+            name='dry_run',
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name="test",
-            name="steps",
+            model_name='test',
+            name='steps',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name="application",
-            name="webhook_url",
+            model_name='application',
+            name='webhook_url',
             field=models.URLField(blank=True, max_length=2000),
         ),
         migrations.AddConstraint(
-            model_name="application",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("delivery", "pull"), models.Q(("webhook_url", ""), _negated=True), _connector="OR"),
-                name="application_push_needs_url",
-            ),
+            model_name='application',
+            constraint=models.CheckConstraint(condition=models.Q(('delivery', 'pull'), models.Q(('webhook_url', ''), _negated=True), _connector='OR'), name='application_push_needs_url'),
         ),
         migrations.AddConstraint(
-            model_name="run",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("dry_run", False), ("status__in", ["queued", "running"])),
-                fields=("experiment",),
-                name="run_one_active_per_experiment",
-            ),
+            model_name='run',
+            constraint=models.UniqueConstraint(condition=models.Q(('dry_run', False), ('status__in', ['queued', 'running'])), fields=('experiment',), name='run_one_active_per_experiment'),
         ),
     ]

@@ -14,14 +14,15 @@ def judge_closed_runs_by_todays_limit(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0009_reach_delivery_dry_run_steps"),
+        ('experiments_app', '0009_reach_delivery_dry_run_steps'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="max_error_rate",
+            model_name='run',
+            name='max_error_rate',
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.RunPython(judge_closed_runs_by_todays_limit, migrations.RunPython.noop),

@@ -5,107 +5,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("experiments_app", "0010_ui_run_max_error_rate"),
+        ('experiments_app', '0010_ui_run_max_error_rate'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name="variant",
-            name="variant_baseline_or_one_change",
+            model_name='variant',
+            name='variant_baseline_or_one_change',
         ),
         migrations.AddField(
-            model_name="experiment",
-            name="alpha",
+            model_name='experiment',
+            name='alpha',
             field=models.FloatField(default=0.05),
         ),
         migrations.AddField(
-            model_name="experiment",
-            name="guardrails",
+            model_name='experiment',
+            name='guardrails',
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name="run",
-            name="live",
+            model_name='run',
+            name='live',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name="run",
-            name="skipped",
+            model_name='run',
+            name='skipped',
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="run",
-            name="stop_when_decided",
+            model_name='run',
+            name='stop_when_decided',
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name="run",
-            name="stopped_early",
+            model_name='run',
+            name='stopped_early',
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name="variant",
-            name="is_control",
+            model_name='variant',
+            name='is_control',
             field=models.BooleanField(default=False),
         ),
         migrations.AlterField(
-            model_name="test",
-            name="status",
-            field=models.CharField(
-                choices=[
-                    ("pending", "Pending"),
-                    ("dispatched", "Dispatched"),
-                    ("passed", "Passed"),
-                    ("failed", "Failed"),
-                    ("errored", "Errored"),
-                    ("skipped", "Skipped"),
-                ],
-                default="pending",
-                max_length=10,
-            ),
+            model_name='test',
+            name='status',
+            field=models.CharField(choices=[('pending', 'Pending'), ('dispatched', 'Dispatched'), ('passed', 'Passed'), ('failed', 'Failed'), ('errored', 'Errored'), ('skipped', 'Skipped')], default='pending', max_length=10),
         ),
         migrations.AddConstraint(
-            model_name="experiment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("alpha__gte", 0.001), ("alpha__lte", 0.2)), name="experiment_alpha_range"
-            ),
+            model_name='experiment',
+            constraint=models.CheckConstraint(condition=models.Q(('alpha__gte', 0.001), ('alpha__lte', 0.2)), name='experiment_alpha_range'),
         ),
         migrations.AddConstraint(
-            model_name="variant",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("is_control", True)), fields=("experiment",), name="variant_one_control"
-            ),
+            model_name='variant',
+            constraint=models.UniqueConstraint(condition=models.Q(('is_control', True)), fields=('experiment',), name='variant_one_control'),
         ),
         migrations.AddConstraint(
-            model_name="variant",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(
-                        ("config__isnull", False),
-                        ("inference_step__isnull", True),
-                        ("is_control", False),
-                        ("parameter", ""),
-                        ("parent__isnull", True),
-                    ),
-                    models.Q(
-                        ("config__isnull", True),
-                        ("inference_step__isnull", False),
-                        ("is_control", False),
-                        ("parameter__in", ["system", "temperature", "top_p", "max_tokens", "model", "verbosity"]),
-                        ("parent__isnull", False),
-                    ),
-                    models.Q(
-                        ("config__isnull", True),
-                        ("inference_step__isnull", True),
-                        ("is_control", True),
-                        ("parameter", ""),
-                        ("parent__isnull", False),
-                    ),
-                    _connector="OR",
-                ),
-                name="variant_baseline_or_one_change",
-            ),
+            model_name='variant',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('config__isnull', False), ('inference_step__isnull', True), ('is_control', False), ('parameter', ''), ('parent__isnull', True)), models.Q(('config__isnull', True), ('inference_step__isnull', False), ('is_control', False), ('parameter__in', ['system', 'temperature', 'top_p', 'max_tokens', 'model', 'verbosity']), ('parent__isnull', False)), models.Q(('config__isnull', True), ('inference_step__isnull', True), ('is_control', True), ('parameter', ''), ('parent__isnull', False)), _connector='OR'), name='variant_baseline_or_one_change'),
         ),
     ]

@@ -12,7 +12,9 @@ def move_task_lists_out_of_aggregates(apps, schema_editor):
     stored = Run.objects.filter(aggregates__vs_baseline__comparison__isnull=False)
     for run in stored.only("pk", "aggregates").iterator(chunk_size=20):
         comparison = run.aggregates["vs_baseline"]["comparison"]
-        columns = {column: json.dumps(comparison.pop(name), separators=(",", ":")) for name, column in LISTS.items() if name in comparison}
+        columns = {
+            column: json.dumps(comparison.pop(name), separators=(",", ":")) for name, column in LISTS.items() if name in comparison
+        }
         if columns:
             Run.objects.filter(pk=run.pk).update(aggregates=run.aggregates, **columns)
 
@@ -31,6 +33,7 @@ def move_task_lists_back(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
         ("experiments_app", "0011_verdicts_alpha_guardrails_control_live"),
     ]
