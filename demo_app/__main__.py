@@ -48,7 +48,7 @@ def pull(args):
         raise SystemExit(
             f"Pull mode needs the application id (--application, $DEMO_APPLICATION_ID or {application_file()}) and its secret."
         )
-    worker = PullWorker(args.dashboard, application, demo_answer(args.speed), secret=secret, concurrency=args.concurrency)
+    worker = PullWorker(args.dashboard, application, demo_answer(args.speed), secret=secret, concurrency=args.concurrency, wait=args.wait)
     print(
         f"Demo application pulling its tests from {args.dashboard} (application {application}); switch it to pull on its page", flush=True
     )
@@ -70,6 +70,7 @@ def main():
     parser.add_argument("--dashboard", default=os.environ.get("PUBLIC_URL") or f"http://127.0.0.1:{os.environ.get('PORT', 8000)}")
     parser.add_argument("--application", default=os.environ.get("DEMO_APPLICATION_ID"), help="pull mode: the application's id")
     parser.add_argument("--concurrency", type=int, default=8, help="pull mode: tests answered at once")
+    parser.add_argument("--wait", type=float, default=30, help="pull mode: long-poll seconds (0–30)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="demo_app %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request

@@ -107,13 +107,14 @@ def pull_tests(application_id, *, limit=DEFAULT_ITEMS, wait=0, lease_seconds, cl
     """
     deadline = clock() + wait
     tests = lease_tests(application_id, limit, lease_seconds)
-    if not tests and wait > 0 and waiters().acquire(blocking=False):
+    semaphore = waiters()  # the one acquired is the one released, even if the setting changes meanwhile
+    if not tests and wait > 0 and semaphore.acquire(blocking=False):
         try:
             while not tests and clock() < deadline:
                 sleep(max(0.0, min(settings.PULL_POLL_INTERVAL_SECONDS, deadline - clock())))
                 tests = lease_tests(application_id, limit, lease_seconds)
         finally:
-            waiters().release()
+            semaphore.release()
     return {"tests": payloads(tests), "lease_until": tests[0].lease_until if tests else None}
 
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_finished, request_started
 
 from demo_app import pull_worker
 from demo_app.__main__ import demo_answer
@@ -118,7 +119,31 @@ def test_a_failing_pipeline_is_reported_as_the_result_error(live_server):
     assert test.status == "failed" and test.error == "RuntimeError: the model provider is down"
 
 
-def test_python_m_demo_app_pull_answers_a_run(live_server, tmp_path):
+@pytest.fixture
+def requests_in_flight():
+    """How many requests the live server is answering now (its threads run in this process).
+
+    A puller killed mid long-poll leaves its request polling on the server; emptying the
+    database under it can deadlock with the poll's transaction, so a test waits for 0 first."""
+    count = [0]
+    lock = threading.Lock()
+
+    def started(**kwargs):
+        with lock:
+            count[0] += 1
+
+    def ended(**kwargs):
+        with lock:
+            count[0] -= 1
+
+    request_started.connect(started, weak=False)
+    request_finished.connect(ended, weak=False)
+    yield lambda: count[0]
+    request_started.disconnect(started)
+    request_finished.disconnect(ended)
+
+
+def test_python_m_demo_app_pull_answers_a_run(live_server, tmp_path, requests_in_flight):
     application = make_application(make_team(), delivery=Delivery.PULL, webhook_url="")
     experiment = demo_experiment(application)
     env = {
@@ -131,7 +156,7 @@ def test_python_m_demo_app_pull_answers_a_run(live_server, tmp_path):
     log = tmp_path / "demo.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "demo_app", "--pull", "--dashboard", live_server.url, "--speed", "0"],
+            [sys.executable, "-m", "demo_app", "--pull", "--dashboard", live_server.url, "--speed", "0", "--wait", "1"],
             cwd=REPO,
             env=env,
             stdout=output,
@@ -142,6 +167,7 @@ def test_python_m_demo_app_pull_answers_a_run(live_server, tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+        wait_for(lambda: requests_in_flight() <= 0, 15, message="the live server to answer the killed puller's last request")
     assert run.status == RunStatus.SUCCEEDED, log.read_text()
     assert "pulling its tests" in log.read_text()
     assert all(set(steps) == {"router", "answer"} for steps in Test.objects.filter(run=run).values_list("steps", flat=True))
