@@ -24,8 +24,8 @@ from experiments_app.serializers import (
 
 
 class RecordedTestSerializer(TestSerializer):
-    """The answer to a result post: TestSerializer's fields, the delivery attempts read by
-    runs.attempts_of into `recorded_attempts` beforehand."""
+    """The answer to a result post: TestSerializer's fields, the delivery attempts read after the
+    commit into `recorded_attempts` beforehand (by runs.record_result or runs.attempts_of)."""
 
     delivery_attempts = DeliveryAttemptSerializer(many=True, source="recorded_attempts")
 
@@ -133,8 +133,10 @@ class ResultViewSet(ApiViewSet):
             allowed, window = ratelimit.parse(settings.RATE_LIMIT_RESULTS)
             raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
         test = runs.record_result(id, request.data, source="callback")
-        # The test as recorded (record_result holds it with its run); its attempts are read again.
-        test.recorded_attempts = runs.attempts_of(test.pk)
+        # The test as recorded (record_result holds it with its run), with its attempts read after
+        # the commit (by record_result where it could fold the read into its last round trip).
+        if not hasattr(test, "recorded_attempts"):
+            test.recorded_attempts = runs.attempts_of(test.pk)
         return Response(RECORDED.to_representation(test))
 
     def authorize(self, request, id, body):

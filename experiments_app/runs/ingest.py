@@ -21,7 +21,7 @@ from experiments_app.models import (
 )
 from experiments_app.rows import concrete_fields, converted, instance
 from experiments_app.runs import live, state
-from experiments_app.runs.complete import complete_if_done
+from experiments_app.runs.complete import complete_if_done, open_tests_statement
 
 logger = logging.getLogger(__name__)
 
@@ -219,14 +219,23 @@ def record_result(test_id, data, *, source="callback"):
         state.save_tests([test], count=False)
         if leased:
             state.log_answered_lease(test, now)
-    state.add_counts_apart(run.pk, [status])
+    # After the counters, in their round trip where the database allows: the open check and the
+    # answer's attempts (read after the commit, as a separate read would be), unless the run may
+    # stop when decided, whose check comes between the counters and the open check.
+    reads = () if run.stop_when_decided else (open_tests_statement(run.pk), attempts_statement(test.pk))
+    rows = state.add_counts_apart(run.pk, [status], then=reads)
     logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
     flagged = step_detail.out_of_scope(parsed["steps"], run.config)
     if flagged:
         logger.warning("result for test %s reports steps outside the run's scope (kept, flagged): %s", test.pk, ", ".join(flagged))
     if run.stop_when_decided:
         live.note_progress([run.pk])  # it may stop now
-    complete_if_done(run.pk)
+    if rows is None or not reads:
+        complete_if_done(run.pk)
+    else:
+        open_rows, attempt_rows = rows
+        test.recorded_attempts = attempts_from_rows(attempt_rows)
+        complete_if_done(run.pk, has_open=bool(open_rows))
     return test
 
 
@@ -244,12 +253,22 @@ def attempts_sql(vendor):
     return f"SELECT {columns} FROM {quote(DeliveryAttempt._meta.db_table)} WHERE {test} = %s ORDER BY {number}"
 
 
+def attempts_statement(test_id):
+    """(sql, params) of a test's delivery attempts in order (attempts_from_rows loads its rows)."""
+    wrapper = connections[connection.alias]
+    return attempts_sql(wrapper.vendor), [Test._meta.pk.get_db_prep_value(test_id, wrapper)]
+
+
+def attempts_from_rows(rows):
+    wrapper = connections[connection.alias]
+    return [instance(DeliveryAttempt, ATTEMPT_FIELDS, row, wrapper) for row in rows]
+
+
 def attempts_of(test_id):
     """A test's delivery attempts in order, for the answer to its result post: one fixed statement
     (the related manager's query was compiled anew for every post, ~8% of its CPU; a raw queryset
-    still mapped its columns anew, ~4%)."""
-    wrapper = connections[connection.alias]
-    with wrapper.cursor() as cursor:
-        cursor.execute(attempts_sql(wrapper.vendor), [Test._meta.pk.get_db_prep_value(test_id, wrapper)])
-        rows = cursor.fetchall()
-    return [instance(DeliveryAttempt, ATTEMPT_FIELDS, row, wrapper) for row in rows]
+    still mapped its columns anew, ~4%). A recorded result's post has them already (record_result
+    reads them in the counters' round trip on PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(*attempts_statement(test_id))
+        return attempts_from_rows(cursor.fetchall())

@@ -75,8 +75,42 @@ def test_a_result_over_http_is_committed_before_its_run_counter_is_touched():
     assert not any(run_update in sql for sql in statements[: statements.index("COMMIT")])
     if connection.vendor == "postgresql":
         counting = statements[counted]
-        assert counting.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE") and counting.endswith("; COMMIT")
+        assert counting.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE")
+        # the open check and the answer's attempts follow the commit in the same string
+        transaction_part, _, reads = counting.partition("; COMMIT; ")
+        assert run_update in transaction_part and reads.startswith("SELECT") and "COMMIT" not in reads
+        assert counted == len(statements) - 1  # nothing after it: the run stays open, its attempts are read
     assert Run.objects.get(pk=run.pk).passed == 1
+
+
+@pytest.mark.parametrize("leased", [False, True])
+def test_a_recorded_results_attempts_and_open_check_equal_separate_reads(leased):
+    """record_result's reads folded after the counters' commit (PostgreSQL) answer what separate
+    reads answer after it: the attempts as logged in the test's transaction (a lease's attempt
+    gets its answer there), and the run closed by its last result."""
+    from experiments_app.runs.ingest import attempts_of
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    application = run.experiment.application
+    first, second = Test.objects.filter(run=run).order_by("task_external_id")
+    if leased:  # claimed and sent: an attempt in flight that the result answers
+        claimed = claim_tests(application, 2)
+        assert {test.pk for test in claimed} == {first.pk, second.pk}
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(test_id=test.pk, number=1, started_at=timezone.now()) for test in (first, second)
+        )
+    recorded = record_result(first.pk, {"output": "ok", "passed": True})
+    fields = ("id", "number", "started_at", "status_code", "duration_ms", "error", "retry_at", "pulled")
+    expected = [[getattr(attempt, name) for name in fields] for attempt in attempts_of(first.pk)]
+    if connection.vendor == "postgresql":
+        assert [[getattr(attempt, name) for name in fields] for attempt in recorded.recorded_attempts] == expected
+    assert len(expected) == (1 if leased else 0)
+    assert Run.objects.get(pk=run.pk).status == (RunStatus.RUNNING if leased else RunStatus.QUEUED)
+    last = record_result(second.pk, {"output": "no", "passed": False})
+    closed = Run.objects.get(pk=run.pk)
+    assert closed.status == RunStatus.SUCCEEDED and (closed.passed, closed.failed) == (1, 1)
+    if connection.vendor == "postgresql":
+        assert len(last.recorded_attempts) == (1 if leased else 0)
 
 
 def test_a_failed_count_statement_leaves_the_connection_usable():
