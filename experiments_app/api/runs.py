@@ -126,43 +126,56 @@ class ResultViewSet(ApiViewSet):
     )
     def create(self, request, id):
         body = request.body  # read first: the signature covers the raw bytes
-        owner = self.authorize(request, id, body)
-        self.experiment = Experiment(pk=owner["experiment_id"])  # a 409 reports its fresh status
-        wait = ratelimit.hit("results", owner["application_id"], settings.RATE_LIMIT_RESULTS)
-        if wait:
-            allowed, window = ratelimit.parse(settings.RATE_LIMIT_RESULTS)
-            raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
-        test = runs.record_result(id, request.data, source="callback")
+        check, secret_fields = self.owner_check(request, body)
+
+        def accept(owner):
+            """Inside record_result's transaction, the test locked: the sender, the rate, the body."""
+            check(owner)
+            self.experiment = Experiment(pk=owner["experiment_id"])  # a 409 reports its fresh status
+            wait = ratelimit.hit("results", owner["application_id"], settings.RATE_LIMIT_RESULTS)
+            if wait:
+                allowed, window = ratelimit.parse(settings.RATE_LIMIT_RESULTS)
+                raise exceptions.Throttled(wait, f"This application sent more than {allowed} results in {window} s.")
+            return request.data
+
+        test = runs.record_result(id, None, source="callback", accept=accept, secret_fields=secret_fields)
         # The test as recorded (record_result holds it with its run), with its attempts read after
         # the commit (by record_result where it could fold the read into its last round trip).
         if not hasattr(test, "recorded_attempts"):
             test.recorded_attempts = runs.attempts_of(test.pk)
         return Response(RECORDED.to_representation(test))
 
-    def authorize(self, request, id, body):
-        """Who owns the test (its experiment, team and application ids), once the token or the
-        signature is checked. One narrow query: this is the busiest route of all."""
+    def owner_check(self, request, body):
+        """(check(owner), the application's fields it needs) for the sender of this post: a token
+        (checked now) or signature headers. `check` raises unless the test's owner (owner_of's
+        dict, None for an unknown test) is the token's team with an editor's role or the
+        application whose secret signed the body. The owner is read with the test's lock
+        (runs.record_result's `accept`): this is the busiest route of all."""
         if request.headers.get("Authorization"):
             principal = BearerTokenAuthentication().authenticate(request)
             if principal is None:
                 raise exceptions.NotAuthenticated("Send `Authorization: Bearer <token>` or signature headers.")
             user = principal[0]
-            owner = runs.owner_of(id)
-            if owner is None or not isinstance(user, TokenPrincipal) or owner["team_id"] != user.team.pk:
-                raise exceptions.NotFound()
-            if not role_at_least(user.role, Role.EDITOR):
-                raise exceptions.PermissionDenied(
-                    f"Posting results needs an editor or admin token (or the signature); this token is a {user.role}'s."
-                )
-            return owner
+
+            def check_token(owner):
+                if owner is None or not isinstance(user, TokenPrincipal) or owner["team_id"] != user.team.pk:
+                    raise exceptions.NotFound()
+                if not role_at_least(user.role, Role.EDITOR):
+                    raise exceptions.PermissionDenied(
+                        f"Posting results needs an editor or admin token (or the signature); this token is a {user.role}'s."
+                    )
+
+            return check_token, ()
         if all(request.headers.get(name) for name in SIGNATURE_HEADERS):
-            owner = runs.owner_of(id, SECRET_FIELDS)
-            if owner is None:
-                raise exceptions.NotFound()
-            application = Application(**{name: owner[name] for name in SECRET_FIELDS})
-            if not webhooks.verify_signature(application.signing_secrets(), request.headers, request.body):
-                raise exceptions.AuthenticationFailed("The webhook signature does not match the application's secret.")
-            return owner
+
+            def check_signature(owner):
+                if owner is None:
+                    raise exceptions.NotFound()
+                application = Application(**{name: owner[name] for name in SECRET_FIELDS})
+                if not webhooks.verify_signature(application.signing_secrets(), request.headers, body):
+                    raise exceptions.AuthenticationFailed("The webhook signature does not match the application's secret.")
+
+            return check_signature, SECRET_FIELDS
         raise exceptions.NotAuthenticated("Send `Authorization: Bearer <token>` or the webhook signature headers.")
 
     def get_authenticate_header(self, request):

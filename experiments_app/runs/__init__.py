@@ -14,14 +14,13 @@
 
 from experiments_app.runs.complete import complete_if_done, complete_run
 from experiments_app.runs.dispatch import dispatch_application
-from experiments_app.runs.ingest import attempts_of, owner_of, parse_result, record_result
+from experiments_app.runs.ingest import attempts_of, parse_result, record_result
 from experiments_app.runs.pull import pull_tests
 from experiments_app.runs.start import cancel_run, start_baseline_run, start_dry_run, start_variant_run
 from experiments_app.runs.sweep import sweep_tests
 
 __all__ = [
     "attempts_of",
-    "owner_of",
     "cancel_run",
     "complete_if_done",
     "complete_run",

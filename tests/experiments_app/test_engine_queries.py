@@ -235,11 +235,11 @@ def test_lock_test_loads_the_test_its_run_and_experiment_as_the_orm_does():
         assert lock_test(uuid.uuid4()) is None
 
 
-def test_owner_of_a_test_is_what_the_orm_reads_with_the_secrets_decrypted():
+def test_the_owner_read_with_the_lock_is_what_the_orm_reads_with_the_secrets_decrypted():
     import uuid
 
     from experiments_app.api.runs import SECRET_FIELDS
-    from experiments_app.runs.ingest import owner_of
+    from experiments_app.runs.ingest import lock_test, owner
 
     run = start_baseline("http://127.0.0.1:9/hook", n_tasks=1)
     application = run.experiment.application
@@ -248,12 +248,13 @@ def test_owner_of_a_test_is_what_the_orm_reads_with_the_secrets_decrypted():
     type(application).objects.filter(pk=application.pk).update(previous_secret_expires_at=expires)
     application.refresh_from_db()
     (test,) = Test.objects.filter(run=run)
-    owner = owner_of(test.pk)
-    assert owner == {"experiment_id": run.experiment_id, "team_id": run.experiment.team_id, "application_id": application.pk}
-    with_secrets = owner_of(test.pk, SECRET_FIELDS)
-    assert with_secrets == {**owner, **{name: getattr(application, name) for name in SECRET_FIELDS}}
+    with transaction.atomic():
+        plain = owner(lock_test(test.pk))
+        with_secrets = owner(lock_test(test.pk, SECRET_FIELDS))
+        assert lock_test(uuid.uuid4(), SECRET_FIELDS) is None
+    assert plain == {"experiment_id": run.experiment_id, "team_id": run.experiment.team_id, "application_id": application.pk}
+    assert with_secrets == {**plain, **{name: getattr(application, name) for name in SECRET_FIELDS}}
     assert with_secrets["previous_secret_expires_at"] == expires and with_secrets["previous_webhook_secret"].startswith("whsec_")
-    assert owner_of(uuid.uuid4()) is None
 
 
 def claimed_rows(application, limit):
@@ -329,3 +330,39 @@ def test_lock_dispatched_loads_the_tests_still_dispatched_as_the_orm_does():
         for field in Test._meta.concrete_fields:
             if field.name not in UNUSED_BY_OUTCOMES:
                 assert getattr(got, field.attname) == getattr(want, field.attname), field.name
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_result_posts_owner_is_read_with_the_tests_lock(signed):
+    """The sender's check needs the test's owner (its team; the application's secrets for a
+    signature): read by the locking select itself, so a post's only SELECT before its commit is
+    that one, and on PostgreSQL everything after the commit is one round trip."""
+    from experiments_app import webhooks
+    from experiments_app.models import Application, Role
+    from tests.api_fixtures import client_for
+    from tests.factories import make_token
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    application = run.experiment.application
+    test = Test.objects.filter(run=run).first()
+    body = json.dumps({"output": "ok", "passed": True}).encode()
+    path = f"/api/v1/tests/{test.pk}/result/"
+    if signed:
+        headers = webhooks.signed_headers(application.webhook_secret, test.webhook_id, body)
+        extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items() if name.startswith("webhook-")}
+    else:
+        extra = {"HTTP_AUTHORIZATION": f"Bearer {make_token(run.experiment.team, Role.EDITOR)}"}
+    client = client_for()
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post(path, body, content_type="application/json", **extra)
+    assert response.status_code == 200, response.content
+    statements = [query["sql"] for query in captured.captured_queries]
+    committed = statements.index("COMMIT")
+    reads = [sql for sql in statements[:committed] if sql.lstrip().startswith("SELECT")]
+    if not signed:  # the token's own lookup comes first, before the test is locked
+        reads = [sql for sql in reads if "FOR UPDATE" in sql or Test._meta.db_table in sql]
+    assert len(reads) == 1
+    assert Test._meta.db_table in reads[0] and (Application._meta.db_table in reads[0]) == signed
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE" in reads[0] and len(statements) == committed + 2  # the counters' string and its reads
+    assert Test.objects.get(pk=test.pk).status == TestStatus.PASSED
