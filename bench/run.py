@@ -252,6 +252,8 @@ def start_profiler(path, pid):
     ]
     if os.environ.get("BENCH_PROFILE_IDLE"):
         command.append("--idle")  # waiting threads too: where the wall time goes
+    if os.environ.get("BENCH_PROFILE_GIL"):
+        command.append("--gil")  # only the thread holding the GIL: where the Python CPU goes
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the run starts
     return profiler
