@@ -5,6 +5,8 @@ of the submodule `package.name` when there is one, else of `package`.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -97,3 +99,10 @@ def test_nothing_imports_the_celery_tasks_module():
 def test_the_cycle_finder_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_web_servers_application_loads_the_urlconf_when_a_worker_boots():
+    """Not on a worker's first request (~0.4 s of imports that request would wait for)."""
+    probe = "import sys, dashboard.wsgi; print('dashboard.urls' in sys.modules, 'experiments_app.api.runs' in sys.modules)"
+    answer = subprocess.run([sys.executable, "-c", probe], cwd=BASE_DIR, capture_output=True, text=True, timeout=120, check=True)
+    assert answer.stdout.split() == ["True", "True"]
