@@ -41,13 +41,13 @@ return {redis.call('INCR', KEYS[1]), redis.call('TTL', KEYS[1])}
 """
 
 
-def count_script(client):
-    """The script registered on this thread's client (redis-py sends EVALSHA, loading it again
-    when the server lost it)."""
+def count_script(location):
+    """The script registered on this thread's client of `location` (redis-py sends EVALSHA,
+    loading the script again when the server lost it)."""
     scripts = local.__dict__.setdefault("scripts", {})
-    if id(client) not in scripts:
-        scripts[id(client)] = client.register_script(COUNT_SCRIPT)
-    return scripts[id(client)]
+    if location not in scripts:
+        scripts[location] = redis_client(location).register_script(COUNT_SCRIPT)
+    return scripts[location]
 
 
 def parse(limit):
@@ -63,8 +63,7 @@ def hit(scope, key, limit):
     count_key, opened_key = f"ratelimit:{scope}:{digest}", f"ratelimit:{scope}:{digest}:opened"
     config = settings.CACHES["default"]
     if config["BACKEND"] == REDIS_CACHE:
-        client = redis_client(config["LOCATION"])
-        count, left = count_script(client)(keys=[cache.make_key(count_key)], args=[window], client=client)
+        count, left = count_script(config["LOCATION"])(keys=[cache.make_key(count_key)], args=[window])
         return max(1, left) if count > allowed else None
     now = time.time()
     if cache.add(opened_key, now, timeout=window):

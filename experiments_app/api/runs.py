@@ -147,7 +147,7 @@ class ResultViewSet(ApiViewSet):
 
     def owner_check(self, request, body):
         """(check(owner), the application's fields it needs) for the sender of this post: a token
-        (checked now) or signature headers. `check` raises unless the test's owner (owner_of's
+        (checked now) or signature headers. `check` raises unless the test's owner (runs.ingest.owner's
         dict, None for an unknown test) is the token's team with an editor's role or the
         application whose secret signed the body. The owner is read with the test's lock
         (runs.record_result's `accept`): this is the busiest route of all."""

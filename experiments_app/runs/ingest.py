@@ -168,7 +168,8 @@ def lock_test(test_id, secret_fields=()):
 
 
 def owner(test):
-    """owner_of's dict for a test from lock_test (its application's secrets when it read them)."""
+    """{"experiment_id", "team_id", "application_id", and the application's secret fields when
+    lock_test read them} of a test from lock_test: who may post its result."""
     experiment = test.run.experiment
     return {
         "experiment_id": experiment.pk,
@@ -186,7 +187,7 @@ def record_result(test_id, data, *, source="callback", accept=None, secret_field
     of a cancelled run, ValidationFailed for a malformed body.
 
     `accept(owner)`, for a post whose sender is checked against the test's owner: called once the
-    test is locked, with owner_of's dict (and `secret_fields` of the application) read by the same
+    test is locked, with owner(test) (`secret_fields` of the application among it) read by the same
     statement, or with None for an unknown test; it raises to refuse (nothing is written) or
     returns the result body, which is then validated (`data` is not used). The owner's check
     before the body's, as a separate lookup did, one round trip fewer.

@@ -220,7 +220,7 @@ def write_tests(tests):
     connection = transaction.get_connection()
     fields = WRITTEN_FIELDS
     if connection.vendor == "postgresql":
-        sql, encoders = recordset_statement(connection.alias, "write_tests")
+        sql, encoders = write_tests_statement(connection.alias)
     else:
         columns = [connection.ops.quote_name(field.column) for field in fields]
         table = connection.ops.quote_name(Test._meta.db_table)
@@ -243,23 +243,32 @@ WRITTEN_FIELDS = (Test._meta.pk, *(Test._meta.get_field(name) for name in STATE_
 INSERTED_FIELDS = tuple(field for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key)
 
 
-@functools.cache
-def recordset_statement(alias, which):
-    """(sql, encoders) of write_tests' or insert_attempts' PostgreSQL statement, built once: its
-    column types (`db_type`) and quoting were a few percent of a one-test result post's CPU."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    fields = WRITTEN_FIELDS if which == "write_tests" else INSERTED_FIELDS
-    model = Test if which == "write_tests" else DeliveryAttempt
-    columns = [quote(field.column) for field in fields]
-    table = quote(model._meta.db_table)
+def recordset(connection, fields):
+    """(quoted columns, `jsonb_to_recordset`'s column definitions, JSON encoders) of `fields`."""
+    columns = [connection.ops.quote_name(field.column) for field in fields]
     record = ", ".join(f"{column} {field.db_type(connection)}" for column, field in zip(columns, fields, strict=True))
-    encoders = tuple((field.column, field.attname, json_value_of(field)) for field in fields)
-    if which == "write_tests":
-        assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
-        where = f"{table}.{columns[0]} = v.{columns[0]}"
-        return f"UPDATE {table} SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v ({record}) WHERE {where}", encoders
-    listed = ", ".join(columns)
+    return columns, record, tuple((field.column, field.attname, json_value_of(field)) for field in fields)
+
+
+# write_tests' and insert_attempts' PostgreSQL statements, built once per database: the column
+# types (`db_type`) and quoting were a few percent of a one-test result post's CPU.
+
+
+@functools.cache
+def write_tests_statement(alias):
+    connection = connections[alias]
+    columns, record, encoders = recordset(connection, WRITTEN_FIELDS)
+    table = connection.ops.quote_name(Test._meta.db_table)
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    where = f"{table}.{columns[0]} = v.{columns[0]}"
+    return f"UPDATE {table} SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v ({record}) WHERE {where}", encoders
+
+
+@functools.cache
+def insert_attempts_statement(alias):
+    connection = connections[alias]
+    columns, record, encoders = recordset(connection, INSERTED_FIELDS)
+    table, listed = connection.ops.quote_name(DeliveryAttempt._meta.db_table), ", ".join(columns)
     return f"INSERT INTO {table} ({listed}) SELECT {listed} FROM jsonb_to_recordset(%s::jsonb) AS v ({record})", encoders
 
 
@@ -272,7 +281,7 @@ def insert_attempts(attempts):
     if connection.vendor != "postgresql":
         DeliveryAttempt.objects.bulk_create(attempts)
         return
-    sql, encoders = recordset_statement(connection.alias, "insert_attempts")
+    sql, encoders = insert_attempts_statement(connection.alias)
     for start in range(0, len(attempts), WRITE_BATCH):
         batch = attempts[start : start + WRITE_BATCH]
         rows = [{column: encode(getattr(attempt, attname)) for column, attname, encode in encoders} for attempt in batch]
