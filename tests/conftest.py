@@ -1,6 +1,10 @@
 import pytest
 
+from tests import db_teardown
+
 pytest_plugins = ["tests.engine_fixtures", "tests.api_fixtures"]
+
+db_teardown.install()
 
 
 @pytest.fixture
