@@ -144,14 +144,19 @@ def lock_sql(vendor, for_update_of, secret_fields=()):
     return sql + (" FOR UPDATE OF t" if for_update_of else "")
 
 
-def lock_test(test_id, secret_fields=()):
+def lock_test(test_id, secret_fields=(), *, begin=None):
     """The test locked for update, with its run (without the run's size-growing columns) and its
     experiment loaded; None when there is no such test. What
     `Test.objects.select_for_update(of=("self",)).select_related("run__experiment")` returns.
-    With `secret_fields`, those fields of its application (decrypted) in `test.owner_secrets`."""
+    With `secret_fields`, those fields of its application (decrypted) in `test.owner_secrets`.
+    `begin` (a TransactionInStrings' begin) sends the select with the BEGIN that opens the
+    transaction; without it, call inside one."""
     wrapper = connections[connection.alias]
     sql = lock_sql(wrapper.vendor, wrapper.features.has_select_for_update_of, tuple(secret_fields))
-    row = fetch_one(wrapper, sql, test_id)
+    if begin is None:
+        row = fetch_one(wrapper, sql, test_id)
+    else:
+        row = begin(sql, [Test._meta.pk.get_db_prep_value(test_id, wrapper)])
     if row is None:
         return None
     made, start = [], 0
@@ -179,6 +184,41 @@ def owner(test):
     }
 
 
+def take_result(test, parsed, accept):
+    """Check a result against `test` (locked, None when unknown) and put it onto it; returns
+    (parsed, its status), the status None when the test holds this same result already. With
+    `accept`, the sender is checked first and its return is the body to parse. Raises NotFound,
+    Conflict, ValidationFailed. A puller's lease gets its answer logged (in the transaction)."""
+    if accept is not None:
+        parsed = parse_result(accept(None if test is None else owner(test)))
+    if test is None:
+        raise NotFound("No such test.")
+    run = test.run
+    if run.status == RunStatus.CANCELLED:
+        raise Conflict("The run of this test was cancelled; its results are ignored.", status=run.status)
+    if test.is_terminal():
+        if is_same_result(test, parsed):
+            return parsed, None
+        raise Conflict(f"The test already has a different result ({test.status}).", status=test.status)
+    if run.status not in ACTIVE_RUN_STATUSES:
+        raise Conflict(f"The run has ended ({run.status}).", status=run.status)
+    now = timezone.now()
+    leased = test.lease_until is not None  # a puller's lease, or a push attempt still in flight
+    status = state.finish_with_result(test, parsed, run.experiment.evaluators, now)
+    if leased:
+        state.log_answered_lease(test, now)
+    return parsed, status
+
+
+def reads_after_counting(test):
+    """The reads that go in the counters' round trip where the database allows: the open check
+    and the answer's attempts (read after the commit, as a separate read would be), unless the
+    run may stop when decided, whose check comes between the counters and the open check."""
+    if test.run.stop_when_decided:
+        return ()
+    return (open_tests_statement(test.run_id), attempts_statement(test.pk))
+
+
 def record_result(test_id, data, *, source="callback", accept=None, secret_fields=()):
     """Record a result for a test; return the Test.
 
@@ -199,32 +239,24 @@ def record_result(test_id, data, *, source="callback", accept=None, secret_field
         if accept is not None:
             accept(None)
         raise NotFound("No such test.") from None
-    with transaction.atomic():
-        test = lock_test(test_uuid, secret_fields)
-        if accept is not None:
-            parsed = parse_result(accept(None if test is None else owner(test)))
-        if test is None:
-            raise NotFound("No such test.")
-        run = test.run
-        if run.status == RunStatus.CANCELLED:
-            raise Conflict("The run of this test was cancelled; its results are ignored.", status=run.status)
-        if test.is_terminal():
-            if is_same_result(test, parsed):
+    strings = state.transaction_in_strings()
+    if strings is None:
+        with transaction.atomic():
+            test = lock_test(test_uuid, secret_fields)
+            parsed, status = take_result(test, parsed, accept)
+            if status is None:
                 return test
-            raise Conflict(f"The test already has a different result ({test.status}).", status=test.status)
-        if run.status not in ACTIVE_RUN_STATUSES:
-            raise Conflict(f"The run has ended ({run.status}).", status=run.status)
-        now = timezone.now()
-        leased = test.lease_until is not None  # a puller's lease, or a push attempt still in flight
-        status = state.finish_with_result(test, parsed, run.experiment.evaluators, now)
-        state.save_tests([test], count=False)
-        if leased:
-            state.log_answered_lease(test, now)
-    # After the counters, in their round trip where the database allows: the open check and the
-    # answer's attempts (read after the commit, as a separate read would be), unless the run may
-    # stop when decided, whose check comes between the counters and the open check.
-    reads = () if run.stop_when_decided else (open_tests_statement(run.pk), attempts_statement(test.pk))
-    rows = state.add_counts_apart(run.pk, [status], then=reads)
+            state.save_tests([test], count=False)
+        run, reads = test.run, reads_after_counting(test)
+        rows = state.add_counts_apart(run.pk, [status], then=reads)
+    else:  # PostgreSQL: the same two transactions in two query strings (state.TransactionInStrings)
+        with strings:
+            test = lock_test(test_uuid, secret_fields, begin=strings.begin)
+            parsed, status = take_result(test, parsed, accept)
+            if status is None:
+                return test
+            run, reads = test.run, reads_after_counting(test)
+            rows = strings.commit_and_count(state.write_statements([test], strings.connection), run.pk, [status], then=reads)
     logger.info("result for test %s recorded from %s: %s", test.pk, source, status)
     flagged = step_detail.out_of_scope(parsed["steps"], run.config)
     if flagged:

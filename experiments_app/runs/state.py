@@ -158,38 +158,49 @@ def add_counts_apart(run_id, statuses, then=()):
     return None
 
 
-INERROR = 3  # psycopg's pq.TransactionStatus.INERROR: inside a failed transaction block
+INTRANS, INERROR = 2, 3  # psycopg's pq.TransactionStatus: in a transaction block, in a failed one
 
 
 def run_apart(connection, run_id, increments, then=()):
     """The counters' transaction as one query string, then the `then` reads; their rows."""
-    statements, params = [], []
-    if increments:
-        table = connection.ops.quote_name(Run._meta.db_table)
-        assignments = ", ".join(f"{connection.ops.quote_name(field)} = {connection.ops.quote_name(field)} + %s" for field in increments)
-        statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
-        statements = [
-            "BEGIN",
-            "SET LOCAL synchronous_commit TO OFF",
-            f"UPDATE {table} SET {assignments} WHERE id = %s AND status IN ({statuses})",
-            "COMMIT",
-        ]
-        params = [*increments.values(), run_id, *ACTIVE_RUN_STATUSES]
-    for sql, values in then:
-        statements.append(sql)
-        params.extend(values)
+    statements, params = counter_statements(connection, run_id, increments)
+    return send_string(connection, statements, params, then)
+
+
+def counter_statements(connection, run_id, increments):
+    """(statements, params) of the counters' own transaction; none when nothing is added."""
+    if not increments:
+        return [], []
+    table = connection.ops.quote_name(Run._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(field)} = {connection.ops.quote_name(field)} + %s" for field in increments)
+    statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
+    statements = [
+        "BEGIN",
+        "SET LOCAL synchronous_commit TO OFF",
+        f"UPDATE {table} SET {assignments} WHERE id = %s AND status IN ({statuses})",
+        "COMMIT",
+    ]
+    return statements, [*increments.values(), run_id, *ACTIVE_RUN_STATUSES]
+
+
+def send_string(connection, statements, params, then=()):
+    """`statements`, then the `then` reads ((sql, params) each), joined into one query string:
+    one round trip (Django's client-side binding cursor sends it as one simple query). Returns
+    the reads' rows, a list per read. A statement that fails leaves an explicit transaction
+    aborted on the server: it is rolled back before the error is raised."""
+    statements = [*statements, *(sql for sql, _ in then)]
+    params = [*params, *(value for _, values in then for value in values)]
     if not statements:
         return []
     with connection.cursor() as cursor:
         try:
             cursor.execute("; ".join(statements), params)
         except Exception:
-            # A failed statement leaves the explicit transaction aborted on the server; a broken
-            # connection has none left (and Django closes it), so its error is the one raised.
+            # A broken connection has no transaction left (and Django closes it): its error is the one raised.
             if connection.connection is not None and connection.connection.info.transaction_status == INERROR:
                 cursor.execute("ROLLBACK")
             raise
-        for _ in range(len(statements) - len(then)):  # BEGIN, SET, UPDATE, COMMIT: no rows
+        for _ in range(len(statements) - len(then)):  # the statements before the reads: no rows
             cursor.nextset()
         rows = []
         for position in range(len(then)):
@@ -199,14 +210,71 @@ def run_apart(connection, run_id, increments, then=()):
         return rows
 
 
+def transaction_in_strings():
+    """A TransactionInStrings where the connection can carry one (PostgreSQL, outside a
+    caller's transaction), else None (the caller uses transaction.atomic)."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return TransactionInStrings(connection)
+    return None
+
+
+class TransactionInStrings:
+    """One test's transaction in two query strings instead of five round trips (BEGIN, the
+    locking select, the write, COMMIT, the counters' string): `BEGIN; <locking select>` (begin),
+    then, after the caller's checks in Python, `<writes>; COMMIT; <the counters' own
+    transaction>; <reads>` (commit_and_count). Both transactions stay what they were: the test's
+    commit is flushed before the answer (a recorded result is durable), and the run's row is
+    locked only in the counters' transaction, which does not wait for the flush.
+
+    Django's connection stays in autocommit mode: the explicit BEGIN opens the transaction on
+    the server, and a statement the caller runs in between through the ORM (a plain update, not
+    an atomic block: psycopg refuses to leave autocommit inside a transaction) is part of it.
+    Leaving the block without commit_and_count (a refusal, a conflict, any error) rolls back."""
+
+    def __init__(self, connection):
+        self.connection = connection
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        raw = self.connection.connection
+        if raw is not None and not raw.closed and raw.info.transaction_status in (INTRANS, INERROR):
+            with self.connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        return False
+
+    def begin(self, sql, params):
+        """BEGIN and `sql` (the locking select) as one string: its first row, None without."""
+        (rows,) = send_string(self.connection, ["BEGIN"], [], then=[(sql, params)])
+        return rows[0] if rows else None
+
+    def commit_and_count(self, writes, run_id, statuses, then=()):
+        """`writes` ((sql, params) each) in the open transaction and its COMMIT, then add_counts_apart's
+        transaction for `statuses` and the `then` reads, as one string: the reads' rows."""
+        counters, counter_params = counter_statements(self.connection, run_id, counter_increments(statuses))
+        statements = [*(sql for sql, _ in writes), "COMMIT", *counters]
+        params = [*(value for _, values in writes for value in values), *counter_params]
+        return send_string(self.connection, statements, params, then)
+
+
 # Rows per UPDATE statement: 15 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535.
 WRITE_BATCH = 1000
 
 
 def write_tests(tests):
-    """Write STATE_FIELDS of `tests` in one statement per WRITE_BATCH rows. An UPDATE per row
-    cost a round trip and ~0.3 ms of ORM work each; bulk_update's CASE per field was slower
-    still.
+    """Write STATE_FIELDS of `tests` in one statement per WRITE_BATCH rows (write_statements)."""
+    connection = transaction.get_connection()
+    for sql, params in write_statements(tests, connection):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def write_statements(tests, connection):
+    """write_tests' statements on `connection`: [(sql, params)], one per WRITE_BATCH rows. An
+    UPDATE per row cost a round trip and ~0.3 ms of ORM work each; bulk_update's CASE per field
+    was slower still.
 
     PostgreSQL: `UPDATE test SET ... FROM jsonb_to_recordset(%s) AS v(id uuid, status ..., ...)
     WHERE test.id = v.id`, the rows as one JSON document. The statement's text is the same
@@ -215,9 +283,6 @@ def write_tests(tests):
     cost psycopg's Python array quoting, ~60% of this function). A JSON null is SQL NULL there,
     as Django writes None. SQLite (3.33+): `WITH v(...) AS (VALUES ...) UPDATE ... FROM v`, the
     values through each field's get_db_prep_save, as update() does."""
-    if not tests:
-        return
-    connection = transaction.get_connection()
     fields = WRITTEN_FIELDS
     if connection.vendor == "postgresql":
         sql, encoders = write_tests_statement(connection.alias)
@@ -226,6 +291,7 @@ def write_tests(tests):
         table = connection.ops.quote_name(Test._meta.db_table)
         assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
         where = f"{table}.{columns[0]} = v.{columns[0]}"
+    statements = []
     for start in range(0, len(tests), WRITE_BATCH):
         batch = tests[start : start + WRITE_BATCH]
         if connection.vendor == "postgresql":
@@ -235,8 +301,8 @@ def write_tests(tests):
             row = "(" + ", ".join(["%s"] * len(fields)) + ")"
             sql = f"WITH v ({', '.join(columns)}) AS (VALUES {', '.join([row] * len(batch))}) UPDATE {table} SET {assignments} FROM v WHERE {where}"
             params = [field.get_db_prep_save(getattr(test, field.attname), connection=connection) for test in batch for field in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        statements.append((sql, params))
+    return statements
 
 
 WRITTEN_FIELDS = (Test._meta.pk, *(Test._meta.get_field(name) for name in STATE_FIELDS))

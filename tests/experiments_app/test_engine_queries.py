@@ -2,6 +2,7 @@
 the machine's limit (BENCHMARKS.md). Query counts only, never timings."""
 
 import json
+import re
 
 import pytest
 from django.db import connection, transaction
@@ -60,27 +61,95 @@ def test_recording_a_batch_of_outcomes_takes_the_same_statements_for_5_or_60_tes
     assert queries_to_record(5) == queries_to_record(60)
 
 
+STATEMENT_START = re.compile(r"; (?=(?:BEGIN|COMMIT|ROLLBACK|SET|SELECT|UPDATE|INSERT)\b)")
+
+
+def statements_of(captured):
+    """The statements a block sent, each query string split into its statements (the bodies
+    these tests post hold no "; " followed by a keyword)."""
+    return [part for query in captured.captured_queries for part in STATEMENT_START.split(query["sql"])]
+
+
 def test_a_result_over_http_is_committed_before_its_run_counter_is_touched():
     """The test's transaction never locks the run's row (results of one run would otherwise be
     taken one flushed commit at a time); the count follows in its own short transaction, on
-    PostgreSQL one query string that does not wait for the flush."""
+    PostgreSQL one that does not wait for the flush. There, the whole post is two query strings:
+    `BEGIN; <lock>`, then `<test write>; COMMIT; <the counters' transaction>; <reads>`."""
     run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
     first, second = Test.objects.filter(run=run)
     with CaptureQueriesContext(connection) as captured:
         record_result(first.pk, {"output": "ok", "passed": True})
-    statements = [query["sql"] for query in captured.captured_queries]
-    run_update = f'UPDATE "{Run._meta.db_table}"'
+    statements = statements_of(captured)
+    run_update, test_update = f'UPDATE "{Run._meta.db_table}"', f'UPDATE "{Test._meta.db_table}"'
     counted = next(index for index, sql in enumerate(statements) if run_update in sql)
-    assert "COMMIT" in statements[:counted]
-    assert not any(run_update in sql for sql in statements[: statements.index("COMMIT")])
+    written = next(index for index, sql in enumerate(statements) if test_update in sql)
+    committed = statements.index("COMMIT")
+    assert written < committed < counted
+    assert not any(run_update in sql for sql in statements[:committed])
     if connection.vendor == "postgresql":
-        counting = statements[counted]
-        assert counting.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE")
-        # the open check and the answer's attempts follow the commit in the same string
-        transaction_part, _, reads = counting.partition("; COMMIT; ")
-        assert run_update in transaction_part and reads.startswith("SELECT") and "COMMIT" not in reads
-        assert counted == len(statements) - 1  # nothing after it: the run stays open, its attempts are read
+        lock, rest = [query["sql"] for query in captured.captured_queries]
+        assert lock.startswith("BEGIN; SELECT") and lock.endswith("FOR UPDATE OF t")
+        write, _, rest = rest.partition("; COMMIT; ")
+        assert write.startswith(test_update) and "COMMIT" not in write
+        assert rest.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE")
+        # the open check and the answer's attempts follow the counters' commit in the same string
+        counting, _, reads = rest.partition("; COMMIT; ")
+        assert run_update in counting and reads.startswith("SELECT") and "COMMIT" not in reads
     assert Run.objects.get(pk=run.pk).passed == 1
+    assert Test.objects.get(pk=first.pk).status == TestStatus.PASSED
+
+
+def test_a_refused_result_leaves_nothing_written_and_no_transaction_open():
+    """A result refused once the test is locked (by the sender's check, or as a conflict) rolls
+    its transaction back: on PostgreSQL that transaction was opened by a query string, so the
+    connection must not be left inside it for the next request."""
+    from experiments_app.errors import Conflict
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    first, second = Test.objects.filter(run=run)
+
+    def refuse(owner):
+        assert owner["experiment_id"] == run.experiment_id
+        raise PermissionError("not this sender")
+
+    with pytest.raises(PermissionError):
+        record_result(first.pk, None, accept=refuse)
+    assert_idle()
+    record_result(first.pk, {"output": "ok", "passed": True})
+    with pytest.raises(Conflict):
+        record_result(first.pk, {"output": "other", "passed": False})
+    assert_idle()
+    assert record_result(first.pk, {"output": "ok", "passed": True}).status == TestStatus.PASSED  # the same: no error
+    assert_idle()
+    assert Test.objects.get(pk=first.pk).output == "ok"
+    assert Test.objects.get(pk=second.pk).status == TestStatus.PENDING
+    assert Run.objects.get(pk=run.pk).passed == 1
+
+
+def assert_idle():
+    if connection.vendor == "postgresql":
+        assert connection.connection.info.transaction_status == 0  # idle: no transaction open or failed
+    assert not connection.in_atomic_block
+
+
+def test_a_failed_write_in_the_commit_string_rolls_the_test_back():
+    """When a statement before the test's COMMIT fails, the string's transaction is rolled
+    back: nothing of the test is written, the run is not counted, the connection is idle."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the test's transaction is sent as query strings on PostgreSQL only")
+    from experiments_app.runs import state
+    from experiments_app.runs.ingest import lock_test
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=1)
+    (test,) = Test.objects.filter(run=run)
+    strings = state.transaction_in_strings()
+    with pytest.raises(Exception, match="nosuch"), strings:
+        locked = lock_test(test.pk, begin=strings.begin)
+        locked.status = TestStatus.PASSED
+        writes = [*state.write_statements([locked], connection), ("UPDATE nosuch SET x = 1", [])]
+        strings.commit_and_count(writes, run.pk, [TestStatus.PASSED])
+    assert_idle()
+    assert Test.objects.get(pk=test.pk).status == TestStatus.PENDING and Run.objects.get(pk=run.pk).passed == 0
 
 
 @pytest.mark.parametrize("leased", [False, True])
@@ -356,7 +425,7 @@ def test_a_result_posts_owner_is_read_with_the_tests_lock(signed):
     with CaptureQueriesContext(connection) as captured:
         response = client.post(path, body, content_type="application/json", **extra)
     assert response.status_code == 200, response.content
-    statements = [query["sql"] for query in captured.captured_queries]
+    statements = statements_of(captured)
     committed = statements.index("COMMIT")
     reads = [sql for sql in statements[:committed] if sql.lstrip().startswith("SELECT")]
     if not signed:  # the token's own lookup comes first, before the test is locked
@@ -364,5 +433,8 @@ def test_a_result_posts_owner_is_read_with_the_tests_lock(signed):
     assert len(reads) == 1
     assert Test._meta.db_table in reads[0] and (Application._meta.db_table in reads[0]) == signed
     if connection.vendor == "postgresql":
-        assert "FOR UPDATE" in reads[0] and len(statements) == committed + 2  # the counters' string and its reads
+        # the lock with the BEGIN; the test's write, its COMMIT, the counters and their reads
+        *_, lock, rest = [query["sql"] for query in captured.captured_queries]
+        assert lock.startswith("BEGIN; SELECT") and "FOR UPDATE" in lock and reads[0] in lock
+        assert "; COMMIT; BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE" in rest
     assert Test.objects.get(pk=test.pk).status == TestStatus.PASSED
