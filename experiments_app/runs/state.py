@@ -9,7 +9,9 @@ counts; `error_tests` ends many tests at once by query.
 """
 
 import functools
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.db import connections, models, transaction
 from django.db.models import F, Q
@@ -107,13 +109,18 @@ def await_result(test, now, result_timeout_seconds):
     return test.status
 
 
+# The run's live counters, each named after the test status it counts. A skipped test leaves
+# the run's total instead (skip_tests), so total minus these is what is still open.
+COUNTERS = (TestStatus.PASSED.value, TestStatus.FAILED.value, TestStatus.ERRORED.value)
+
+
 def counter_increments(statuses):
     """{counter: n} for terminal test outcomes: the run's passed, failed and errored."""
     counts = {}
-    for status in (TestStatus.PASSED, TestStatus.FAILED, TestStatus.ERRORED):
+    for status in COUNTERS:
         count = sum(1 for item in statuses if item == status)
         if count:
-            counts[status.value] = count
+            counts[status] = count
     return counts
 
 
@@ -129,7 +136,7 @@ def add_counts(run_id, statuses):
         Run.objects.filter(pk=run_id).update(**fields)
 
 
-def add_counts_apart(run_id, statuses, then=()):
+def add_counts_apart(run_id, statuses):
     """add_counts for a caller that ends one test per transaction (a result over HTTP), made in a
     transaction of its own after that one committed.
 
@@ -142,70 +149,71 @@ def add_counts_apart(run_id, statuses, then=()):
     counted: one that closed meanwhile already has its recount.
 
     On PostgreSQL outside a caller's transaction, the whole transaction is one query string
-    (`BEGIN; SET LOCAL …; UPDATE …; COMMIT`, Django's client-side binding cursor sends it as one
-    simple query): one round trip instead of four, and no ORM compiling (together ~10% of a result
-    post's CPU). `then` is a sequence of (sql, params) reads that go in the same string after the
-    commit (a result post's open check and its answer's attempts: two round trips fewer); their
-    rows are returned, a list per statement. Elsewhere they are not run and None is returned (the
-    caller reads them itself)."""
+    (`BEGIN; SET LOCAL …; UPDATE …; COMMIT`, run_apart); a result post sends it in the same
+    string as its test's commit (TransactionInStrings)."""
     increments = counter_increments(statuses)
     connection = transaction.get_connection()
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        return run_apart(connection, run_id, increments, then)
-    if increments:
+        run_apart(connection, run_id, increments)
+    elif increments:
         with transaction.atomic():  # inside a caller's transaction, its commit is the caller's
             Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(**counter_updates(statuses))
-    return None
 
 
 INTRANS, INERROR = 2, 3  # psycopg's pq.TransactionStatus: in a transaction block, in a failed one
 
 
-def run_apart(connection, run_id, increments, then=()):
-    """The counters' transaction as one query string, then the `then` reads; their rows."""
-    statements, params = counter_statements(connection, run_id, increments)
-    return send_string(connection, statements, params, then)
+def run_apart(connection, run_id, increments):
+    """The counters' transaction as one query string."""
+    send_string(connection, counter_statements(connection, run_id, increments))
+
+
+class Statement(NamedTuple):
+    """One statement of a query string (send_string); `read`: its rows are returned."""
+
+    sql: str
+    params: Sequence = ()
+    read: bool = False
 
 
 def counter_statements(connection, run_id, increments):
-    """(statements, params) of the counters' own transaction; none when nothing is added."""
+    """The counters' own transaction (none when nothing is added). Its UPDATE is read: a row
+    with how many of the run's tests its counts leave open (none when the run is not active)."""
     if not increments:
-        return [], []
-    table = connection.ops.quote_name(Run._meta.db_table)
-    assignments = ", ".join(f"{connection.ops.quote_name(field)} = {connection.ops.quote_name(field)} + %s" for field in increments)
+        return []
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field)} = {quote(field)} + %s" for field in increments)
     statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
-    statements = [
-        "BEGIN",
-        "SET LOCAL synchronous_commit TO OFF",
-        f"UPDATE {table} SET {assignments} WHERE id = %s AND status IN ({statuses})",
-        "COMMIT",
+    left = " - ".join(quote(field) for field in ("total", *COUNTERS))
+    update = f"UPDATE {quote(Run._meta.db_table)} SET {assignments} WHERE id = %s AND status IN ({statuses}) RETURNING {left}"
+    return [
+        Statement("BEGIN"),
+        Statement("SET LOCAL synchronous_commit TO OFF"),
+        Statement(update, [*increments.values(), run_id, *ACTIVE_RUN_STATUSES], read=True),
+        Statement("COMMIT"),
     ]
-    return statements, [*increments.values(), run_id, *ACTIVE_RUN_STATUSES]
 
 
-def send_string(connection, statements, params, then=()):
-    """`statements`, then the `then` reads ((sql, params) each), joined into one query string:
-    one round trip (Django's client-side binding cursor sends it as one simple query). Returns
-    the reads' rows, a list per read. A statement that fails leaves an explicit transaction
-    aborted on the server: it is rolled back before the error is raised."""
-    statements = [*statements, *(sql for sql, _ in then)]
-    params = [*params, *(value for _, values in then for value in values)]
+def send_string(connection, statements):
+    """`statements` joined into one query string: one round trip (Django's client-side binding
+    cursor sends it as one simple query). Returns the rows of those that are `read`, a list
+    each. A statement that fails leaves an explicit transaction aborted on the server: it is
+    rolled back before the error is raised."""
     if not statements:
         return []
     with connection.cursor() as cursor:
         try:
-            cursor.execute("; ".join(statements), params)
+            cursor.execute("; ".join(sql for sql, _, _ in statements), [value for _, params, _ in statements for value in params])
         except Exception:
             # A broken connection has no transaction left (and Django closes it): its error is the one raised.
             if connection.connection is not None and connection.connection.info.transaction_status == INERROR:
                 cursor.execute("ROLLBACK")
             raise
-        for _ in range(len(statements) - len(then)):  # the statements before the reads: no rows
-            cursor.nextset()
         rows = []
-        for position in range(len(then)):
-            rows.append(cursor.fetchall())
-            if position + 1 < len(then):
+        for position, statement in enumerate(statements):
+            if statement.read:
+                rows.append(cursor.fetchall())
+            if position + 1 < len(statements):
                 cursor.nextset()
         return rows
 
@@ -247,16 +255,20 @@ class TransactionInStrings:
 
     def begin(self, sql, params):
         """BEGIN and `sql` (the locking select) as one string: its first row, None without."""
-        (rows,) = send_string(self.connection, ["BEGIN"], [], then=[(sql, params)])
+        (rows,) = send_string(self.connection, [Statement("BEGIN"), Statement(sql, params, read=True)])
         return rows[0] if rows else None
 
     def commit_and_count(self, writes, run_id, statuses, then=()):
         """`writes` ((sql, params) each) in the open transaction and its COMMIT, then add_counts_apart's
-        transaction for `statuses` and the `then` reads, as one string: the reads' rows."""
-        counters, counter_params = counter_statements(self.connection, run_id, counter_increments(statuses))
-        statements = [*(sql for sql, _ in writes), "COMMIT", *counters]
-        params = [*(value for _, values in writes for value in values), *counter_params]
-        return send_string(self.connection, statements, params, then)
+        transaction for `statuses` and the `then` reads, as one string. Returns (how many of the
+        run's tests its counters leave open, None when nothing was counted; the reads' rows)."""
+        counters = counter_statements(self.connection, run_id, counter_increments(statuses))
+        statements = [*(Statement(sql, params) for sql, params in writes), Statement("COMMIT"), *counters]
+        rows = send_string(self.connection, [*statements, *(Statement(sql, params, read=True) for sql, params in then)])
+        if not counters:
+            return None, rows
+        counted, *rows = rows
+        return (counted[0][0] if counted else None), rows
 
 
 # Rows per UPDATE statement: 15 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535.

@@ -153,10 +153,10 @@ def test_a_failed_write_in_the_commit_string_rolls_the_test_back():
 
 
 @pytest.mark.parametrize("leased", [False, True])
-def test_a_recorded_results_attempts_and_open_check_equal_separate_reads(leased):
-    """record_result's reads folded after the counters' commit (PostgreSQL) answer what separate
-    reads answer after it: the attempts as logged in the test's transaction (a lease's attempt
-    gets its answer there), and the run closed by its last result."""
+def test_a_recorded_results_attempts_equal_a_separate_read_and_its_last_result_closes_the_run(leased):
+    """record_result's read folded after the counters' commit (PostgreSQL) answers what a separate
+    read answers after it: the attempts as logged in the test's transaction (a lease's attempt
+    gets its answer there). The run is closed by its last result."""
     from experiments_app.runs.ingest import attempts_of
 
     run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
@@ -180,6 +180,41 @@ def test_a_recorded_results_attempts_and_open_check_equal_separate_reads(leased)
     assert closed.status == RunStatus.SUCCEEDED and (closed.passed, closed.failed) == (1, 1)
     if connection.vendor == "postgresql":
         assert len(last.recorded_attempts) == (1 if leased else 0)
+
+
+def test_only_a_result_its_runs_counters_leave_nothing_open_after_looks_for_open_tests():
+    """The counters' update returns how many tests it leaves open: while some are, a result post
+    does not look through the run's tests (on PostgreSQL); the last one does, and closes the run."""
+    from experiments_app.runs.complete import OPEN_TESTS_SQL
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=3)
+    tests = list(Test.objects.filter(run=run))
+    looked = []
+    for test in tests:
+        with CaptureQueriesContext(connection) as captured:
+            record_result(test.pk, {"output": "ok", "passed": True})
+        looked.append(any(OPEN_TESTS_SQL.split(" WHERE")[0] in query["sql"] for query in captured.captured_queries))
+    assert looked == ([False, False, True] if connection.vendor == "postgresql" else [True, True, True])
+    closed = Run.objects.get(pk=run.pk)
+    assert closed.status == RunStatus.SUCCEEDED and closed.passed == 3
+
+
+def test_a_run_whose_counters_fell_short_is_closed_by_the_sweeper():
+    """Counters can only fall short (an increment lost to a crash between a result's commit and
+    its count): the last result then leaves the run open, and the sweeper's look for active runs
+    without open tests closes it with a recount."""
+    from experiments_app.runs import sweep
+
+    run = start_baseline("http://127.0.0.1:9/hook", n_tasks=2)
+    first, second = Test.objects.filter(run=run)
+    record_result(first.pk, {"output": "ok", "passed": True})
+    Run.objects.filter(pk=run.pk).update(passed=0)  # the first result's increment, lost
+    record_result(second.pk, {"output": "no", "passed": False})
+    if connection.vendor == "postgresql":  # the counters say one test is still open
+        assert Run.objects.get(pk=run.pk).status in (RunStatus.QUEUED, RunStatus.RUNNING)
+        assert [str(pk) for pk in sweep.sweep_tests(wake=lambda application_id: None)["closed"]] == [str(run.pk)]
+    closed = Run.objects.get(pk=run.pk)
+    assert closed.status == RunStatus.SUCCEEDED and (closed.passed, closed.failed) == (1, 1)
 
 
 def test_a_failed_count_statement_leaves_the_connection_usable():
