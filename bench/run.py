@@ -4,6 +4,7 @@
     python bench/run.py slow-app --tests 2000 --latency-ms 500 --concurrency 100
     python bench/run.py ingest --results 5000 --clients 16
     python bench/run.py results --variants 20 --tasks 100000
+    python bench/run.py statements --results 5000          # PostgreSQL only: a result's statements
 
 Each subcommand sets up what it needs: a database (PostgreSQL and Redis when DATABASE_URL /
 CELERY_BROKER_URL are set, created if missing; else SQLite and the filesystem broker in a
@@ -23,6 +24,10 @@ line last, with the machine's core count.
   writes (not the engine: 2 million deliveries would take an hour) and closed by the engine's
   `complete_if_done`, which stores their aggregates; then the API results and the experiment
   page requested in-process (django.test.Client, as bench/pages.py), p50/p95 and queries.
+
+- statements (PostgreSQL): --results callback results recorded in this process with
+  record_result, each statement of its query strings sent alone, and the PostgreSQL backend's
+  CPU (/proc, by pg_backend_pid()) summed per statement: where a result's database time goes.
 
 These are benchmarks: the test suite runs each once at a small size and checks behaviour and
 query counts, never timings (tests/test_bench.py).
@@ -662,6 +667,76 @@ def command_results(args):
     }
 
 
+# --- statements -------------------------------------------------------------------------
+
+
+def statement_kind(sql):
+    """A statement's name for the per-statement table: its verb and what it reads or writes."""
+    from experiments_app.models import DeliveryAttempt, Run, Test
+
+    sql = sql.strip()
+    verb = sql.split(None, 1)[0].upper()
+    if verb == "SELECT":
+        if "FOR UPDATE" in sql:
+            return "SELECT test locked"
+        return f"SELECT {'attempts' if DeliveryAttempt._meta.db_table in sql else 'tests' if Test._meta.db_table in sql else 'other'}"
+    if verb == "UPDATE":
+        return "UPDATE run" if f'"{Run._meta.db_table}"' in sql.split(" SET ", 1)[0] else "UPDATE test"
+    return verb
+
+
+def command_statements(args):
+    from django.db import connection
+
+    from experiments_app.models import Application
+    from experiments_app.runs import state
+    from experiments_app.runs.ingest import record_result
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("statements measures PostgreSQL's statements: set DATABASE_URL to a PostgreSQL database")
+    team, user = make_team()
+    application = Application.objects.create(team=team, name="bench", webhook_url="http://127.0.0.1:9/hook", timeout_seconds=30)
+    run = accepted_run(application, args.results, user)
+    test_ids = [str(pk) for pk in run.tests.values_list("pk", flat=True)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    costs, counts = {}, {}
+
+    def one_at_a_time(wrapper, statements):
+        """state.send_string, each statement sent alone (the same transactions): CPU per statement."""
+        rows = []
+        with wrapper.cursor() as cursor:
+            for statement in statements:
+                before = cpu_seconds(backend)
+                cursor.execute(statement.sql, statement.params)
+                kind = statement_kind(statement.sql)
+                costs[kind] = costs.get(kind, 0.0) + cpu_seconds(backend) - before
+                counts[kind] = counts.get(kind, 0) + 1
+                if statement.read:
+                    rows.append(cursor.fetchall())
+        return rows
+
+    send_string = state.send_string
+    state.send_string = one_at_a_time
+    try:
+        for test_id in test_ids:
+            record_result(test_id, {"output": f"answer for {test_id}", "passed": True, "metrics": {"latency_ms": 12.5}})
+    finally:
+        state.send_string = send_string
+    run.refresh_from_db()
+    if run.status != "succeeded" or run.passed != args.results:
+        raise SystemExit(f"the run ended {run.status} with {run.passed} of {args.results} passed")
+    per_result = {kind: round(seconds * 1000 / args.results, 3) for kind, seconds in sorted(costs.items(), key=lambda item: -item[1])}
+    return {
+        "results": args.results,
+        "database_cpu_ms_per_result": round(sum(costs.values()) * 1000 / args.results, 3),
+        "by_statement_ms_per_result": per_result,
+        "statements_per_result": {kind: round(counts[kind] / args.results, 3) for kind in per_result},
+        "clock_ticks_per_s": CLOCK_TICKS,
+    }
+
+
 # --- command line -------------------------------------------------------------------------
 
 
@@ -688,10 +763,18 @@ def parse(argv):
     results.add_argument("--tasks", type=int, default=100_000)
     results.add_argument("--repeat", type=int, default=20)
     results.add_argument("--reuse", action="store_true", help="measure what an earlier run built in --database instead of building")
+    statements = commands.add_parser("statements", help="a callback result's PostgreSQL statements, their CPU each (PostgreSQL only)")
+    statements.add_argument("--results", type=int, default=5000)
     return parser.parse_args(argv)
 
 
-COMMANDS = {"dispatch": command_dispatch, "slow-app": command_slow_app, "ingest": command_ingest, "results": command_results}
+COMMANDS = {
+    "dispatch": command_dispatch,
+    "slow-app": command_slow_app,
+    "ingest": command_ingest,
+    "results": command_results,
+    "statements": command_statements,
+}
 
 
 def main(argv=None):

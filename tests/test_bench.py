@@ -78,3 +78,14 @@ def test_results_pages_run_the_same_queries_whatever_the_number_of_tasks_and_var
     again = bench("results", "--variants", "3", "--tasks", "40", "--repeat", "1", "--reuse")
     assert again["build_seconds"] is None
     assert (again["api"]["bytes"], again["api"]["queries"]) == (large["api"]["bytes"], large["api"]["queries"])
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="statements measures PostgreSQL's statements")
+def test_statements_records_every_result_and_names_each_statement_once_per_result(bench):
+    figures = bench("statements", "--results", "30")
+
+    assert figures["results"] == 30
+    once = {"SELECT test locked": 1.0, "UPDATE test": 1.0, "UPDATE run": 1.0, "SELECT attempts": 1.0, "SET": 1.0}
+    assert figures["statements_per_result"] == {**once, "BEGIN": 2.0, "COMMIT": 2.0}
+    assert set(figures["by_statement_ms_per_result"]) == set(figures["statements_per_result"])
+    assert figures["database_cpu_ms_per_result"] >= 0
