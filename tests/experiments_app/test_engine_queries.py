@@ -3,6 +3,7 @@ the machine's limit (BENCHMARKS.md). Query counts only, never timings."""
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
@@ -18,6 +19,16 @@ from experiments_app.runs.state import add_counts_apart
 from tests.engine_fixtures import start_baseline
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_dispatcher(monkeypatch):
+    """These tests drive the engine's functions themselves. The runs they start are not handed to
+    a dispatcher: the session's Celery worker (started by other tests) would claim and send their
+    tests meanwhile, and a test claimed there gets a lease these tests do not expect."""
+    from experiments_app.runs import start
+
+    monkeypatch.setattr(start, "current_app", SimpleNamespace(send_task=lambda *args, **kwargs: None))
 
 
 def answered(tests, application):
@@ -468,8 +479,9 @@ def test_a_result_posts_owner_is_read_with_the_tests_lock(signed):
     assert len(reads) == 1
     assert Test._meta.db_table in reads[0] and (Application._meta.db_table in reads[0]) == signed
     if connection.vendor == "postgresql":
-        # the lock with the BEGIN; the test's write, its COMMIT, the counters and their reads
-        *_, lock, rest = [query["sql"] for query in captured.captured_queries]
-        assert lock.startswith("BEGIN; SELECT") and "FOR UPDATE" in lock and reads[0] in lock
-        assert "; COMMIT; BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE" in rest
+        # the lock with the BEGIN; last, the test's write, its COMMIT, the counters and their reads
+        strings = [query["sql"] for query in captured.captured_queries]
+        lock = next(sql for sql in strings if sql.startswith("BEGIN; SELECT"))
+        assert "FOR UPDATE" in lock and reads[0] in lock
+        assert "; COMMIT; BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE" in strings[-1]
     assert Test.objects.get(pk=test.pk).status == TestStatus.PASSED

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from experiments_app import actions, runs
 from experiments_app.models import Application, Delivery, Test, TestStatus
+from experiments_app.runs import state
 from tests.webui.conftest import make_ready
 
 K = 3
@@ -29,7 +30,7 @@ def answer(run, passes, *, latency=lambda index, repetition: 100):
             "metrics": {"latency_ms": latency(index, test.repetition)},
         }
         if ok is None:  # no usable output (as after the last failed delivery); never a run's last test here
-            Test.objects.filter(pk=test.pk).update(status=TestStatus.ERRORED, error="upstream timeout", completed_at=timezone.now())
+            state.error_tests(Test.objects.filter(pk=test.pk), "upstream timeout", timezone.now())  # counted, as the engine does
             continue
         runs.record_result(test.pk, body)
     run.refresh_from_db()
