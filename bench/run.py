@@ -702,16 +702,23 @@ def command_statements(args):
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone()
     costs, counts = {}, {}
+    stat_path = f"/proc/{backend}/stat"
+
+    def backend_cpu():
+        """The backend's user + system CPU seconds (its process alone: no walk of /proc)."""
+        with open(stat_path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def one_at_a_time(wrapper, statements):
         """state.send_string, each statement sent alone (the same transactions): CPU per statement."""
         rows = []
         with wrapper.cursor() as cursor:
             for statement in statements:
-                before = cpu_seconds(backend)
+                before = backend_cpu()
                 cursor.execute(statement.sql, statement.params)
                 kind = statement_kind(statement.sql)
-                costs[kind] = costs.get(kind, 0.0) + cpu_seconds(backend) - before
+                costs[kind] = costs.get(kind, 0.0) + backend_cpu() - before
                 counts[kind] = counts.get(kind, 0) + 1
                 if statement.read:
                     rows.append(cursor.fetchall())

@@ -33,10 +33,9 @@ OPEN_TESTS_SQL = (
 )
 
 
-def complete_if_done(run_id, *, has_open=None):
-    """Close the run when every test is terminal. Returns True if this call closed it.
-    `has_open`: the open check's answer when the caller already asked (open_tests_statement)."""
-    if has_open_tests(run_id) if has_open is None else has_open:
+def complete_if_done(run_id):
+    """Close the run when every test is terminal. Returns True if this call closed it."""
+    if has_open_tests(run_id):
         return False
     return complete_run(run_id)
 
